@@ -1,0 +1,54 @@
+"""Numbered schema migrations, recorded in ``PRAGMA user_version``.
+
+Migration N brings a database from version N-1 to N. Never edit a migration
+that has shipped; add a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: records, lineage edges, the block index and pins.
+    """
+    CREATE TABLE records (
+        id          BLOB PRIMARY KEY,      -- binary CID of `encoded`
+        type        TEXT NOT NULL,
+        author      BLOB NOT NULL,         -- raw Ed25519 public key
+        created_ms  INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        title       TEXT,                  -- contribution/collab/production title, profile name
+        media_type  TEXT,
+        content     BLOB,                  -- binary root CID of the content, if any
+        collab      BLOB,
+        encoded     BLOB NOT NULL          -- the signed canonical bytes
+    ) WITHOUT ROWID;
+    CREATE INDEX records_by_author ON records (author, created_ms);
+    CREATE INDEX records_by_type ON records (type, created_ms);
+    CREATE INDEX records_by_media_type ON records (media_type);
+    CREATE INDEX records_by_content ON records (content);
+    CREATE INDEX records_by_collab ON records (collab);
+    CREATE TABLE record_tags (
+        tag       TEXT NOT NULL,
+        record_id BLOB NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+        PRIMARY KEY (tag, record_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE lineage (
+        child  BLOB NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+        parent BLOB NOT NULL,              -- may name a record this node lacks
+        weight INTEGER,
+        PRIMARY KEY (child, parent)
+    ) WITHOUT ROWID;
+    CREATE INDEX lineage_by_parent ON lineage (parent);
+    CREATE TABLE blocks (
+        cid       BLOB PRIMARY KEY,
+        size      INTEGER NOT NULL,
+        stored_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE pins (
+        cid        BLOB PRIMARY KEY,       -- a DAG root: the pin covers every block below it
+        reason     TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,154 @@
+"""Terminal output of the CLI: progress bars, tables, trees, JSON.
+
+Everything for humans goes through ``rich``; ``--json`` output is one JSON
+document on stdout. Progress bars go to stderr and only when it is a terminal,
+so pipes and scripts see clean output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.tree import Tree
+
+from node.store import Store
+from protocol.cid import Cid
+from protocol.records import Contribution, SignedRecord, to_json
+
+# Piped output is not cut to 80 columns: scripts get whole ids and titles.
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 100_000)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(value: object) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A byte-count progress bar on stderr; yields ``advance(n_bytes)``.
+
+    Hidden when ``quiet`` (``--json``) or when stderr is not a terminal. The
+    callback is thread-safe (rich locks), so a worker thread may call it.
+    """
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=quiet or not stderr.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+
+        def advance(done: int) -> None:
+            progress.advance(task, done)
+
+        yield advance
+
+
+def record_title(record: SignedRecord) -> str:
+    body = record.body
+    for attribute in ("title", "name"):
+        value = getattr(body, attribute, None)
+        if isinstance(value, str):
+            return value
+    return str(record.type)
+
+
+def short_author(author_id: str) -> str:
+    """``12D3KooW…ab12cd``: enough to tell artists apart in a listing."""
+    return f"{author_id[:8]}…{author_id[-6:]}"
+
+
+def print_records(records: list[SignedRecord]) -> None:
+    """One line per record, like ``git log --oneline``: full id first, to copy."""
+    rows = [
+        (
+            str(record.id),
+            str(record.type),
+            record.body.media_type if isinstance(record.body, Contribution) else "-",
+            short_author(record.author_id),
+            record_title(record),
+        )
+        for record in records
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        fixed = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        stdout.print(f"{fixed}  {row[4]}", markup=False)
+
+
+def show_record(record: SignedRecord, remixed_by: int) -> None:
+    """Print a record's fields as ``key  value`` lines, leaving out empty ones."""
+    view = {**to_json(record), "signature": "valid", "remixed_by": f"{remixed_by} record(s)"}
+    shown = {key: value for key, value in view.items() if value not in (None, "", [])}
+    width = max(len(key) for key in shown)
+    for key, value in shown.items():
+        if isinstance(value, list):
+            rendered = ", ".join(
+                json.dumps(item, sort_keys=True) if isinstance(item, dict) else str(item)
+                for item in value
+            )
+        else:
+            rendered = str(value)
+        stdout.print(f"{key:<{width}}  {rendered}", markup=False)
+
+
+def lineage_tree(store: Store, root: Cid, depth: int) -> Tree:
+    """Ancestors (what it remixes) and descendants (its remixes) of a record."""
+
+    def label(record_id: Cid) -> str:
+        if not store.has_record(record_id):
+            return f"{record_id} [dim](not in this store)[/dim]"
+        record = store.get_record(record_id)
+        title = _escape(record_title(record))
+        return f"[bold]{title}[/bold] {record_id} [dim]by {short_author(record.author_id)}[/dim]"
+
+    tree = Tree(label(root))
+    ancestors = tree.add("[cyan]remixes[/cyan]")
+    _grow(ancestors, root, lambda cid: [p for p, _ in store.parents_of(cid)], label, depth, set())
+    descendants = tree.add("[magenta]remixed by[/magenta]")
+    _grow(descendants, root, store.children_of, label, depth, set())
+    for branch in (ancestors, descendants):
+        if not branch.children:
+            branch.add("[dim](nothing)[/dim]")
+    return tree
+
+
+def _grow(
+    branch: Tree,
+    start: Cid,
+    neighbours: Callable[[Cid], list[Cid]],
+    label: Callable[[Cid], str],
+    depth: int,
+    expanded: set[Cid],
+) -> None:
+    if depth <= 0:
+        return
+    for neighbour in neighbours(start):
+        if neighbour in expanded:
+            branch.add(label(neighbour) + " [dim](shown above)[/dim]")
+            continue
+        expanded.add(neighbour)
+        _grow(branch.add(label(neighbour)), neighbour, neighbours, label, depth - 1, expanded)
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")

@@ -1,0 +1,106 @@
+"""Shared fixtures: temporary data directories and a CLI runner in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from node.datadir import DataDir
+from node.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode()
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Cli:
+    """Runs ``remixnet`` in a subprocess against one data directory."""
+
+    data_dir: Path
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["REMIXNET_DATA_DIR"] = str(self.data_dir)
+        env["PYTHONPATH"] = str(REPO)
+        env.pop("COLUMNS", None)
+        return env
+
+    def command(self, *args: str | Path) -> list[str]:
+        return [sys.executable, "-m", "node", *map(str, args)]
+
+    def run(self, *args: str | Path, check: bool = True, stdin: bytes | None = None) -> CliResult:
+        completed = subprocess.run(
+            self.command(*args),
+            env=self.environment(),
+            input=stdin,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        result = CliResult(completed.returncode, completed.stdout, completed.stderr.decode())
+        if check and result.returncode != 0:
+            raise AssertionError(f"remixnet {args} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def json(self, *args: str | Path) -> object:
+        return self.run(*args, "--json").json()
+
+    def fail(self, *args: str | Path) -> CliResult:
+        """Run a command that must fail with one clear line and no traceback."""
+        result = self.run(*args, check=False)
+        assert result.returncode != 0, f"remixnet {args} should have failed"
+        assert "Traceback" not in result.stderr, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("remixnet: error: "), result.stderr
+        return result
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """A CLI runner on a fresh, *uninitialised* data directory."""
+    return Cli(tmp_path / "node")
+
+
+@pytest.fixture
+def initialised_cli(cli: Cli) -> Cli:
+    cli.run("init")
+    return cli
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """An open store on a fresh, initialised data directory."""
+    data_dir = DataDir(tmp_path / "store")
+    data_dir.init(seed=bytes(range(32)))
+    with Store(data_dir) as opened:
+        yield opened
+
+
+def write_random_file(path: Path, size: int, seed: int = 0) -> bytes:
+    """A file of ``size`` pseudo-random bytes (deterministic by ``seed``)."""
+    import random
+
+    data = random.Random(seed).randbytes(size)
+    path.write_bytes(data)
+    return data

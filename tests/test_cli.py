@@ -1,0 +1,172 @@
+"""The ``remixnet`` CLI end to end, in subprocesses, on temporary data directories."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any, cast
+
+from tests.conftest import Cli, write_random_file
+
+CHUNK = 262_144
+
+
+def added(cli: Cli, *args: str | Path) -> dict[str, Any]:
+    return cast(dict[str, Any], cli.json(*args))
+
+
+def test_init_creates_a_private_identity_once(cli: Cli) -> None:
+    first = cast(dict[str, Any], cli.json("init"))
+    assert first["created"] is True
+    assert first["author"].startswith("12D3KooW")
+    key = cli.data_dir / "identity.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    second = cast(dict[str, Any], cli.json("init"))
+    assert second == {**first, "created": False}
+    assert cli.run("id").text.strip() == first["author"]
+
+
+def test_add_show_cat_get_round_trip(initialised_cli: Cli, tmp_path: Path) -> None:
+    cli = initialised_cli
+    poem = tmp_path / "poem.txt"
+    data = write_random_file(poem, 3 * CHUNK + 17)
+    result = added(cli, "add", poem, "--title", "Winter poem", "--tag", "poetry", "--tag", "winter")
+    assert result["size"] == len(data)
+    shown = cast(dict[str, Any], cli.json("show", result["id"]))
+    assert shown["title"] == "Winter poem"
+    assert shown["content"] == result["content"]
+    assert shown["media_type"] == "text/plain"
+    assert shown["license"] == "CC-BY-SA-4.0"
+    assert shown["tags"] == ["poetry", "winter"]
+    assert cli.run("cat", result["content"]).stdout == data
+    assert cli.run("cat", result["id"]).stdout == data  # a record id means its content
+    out = tmp_path / "out" / "copy.txt"
+    out.parent.mkdir()
+    got = cast(dict[str, Any], cli.json("get", result["id"], "-o", out))
+    assert got["size"] == len(data)
+    assert out.read_bytes() == data
+    assert not [p for p in out.parent.iterdir() if p.name != "copy.txt"]  # no temp file left
+    assert "Winter poem" in cli.run("show", result["id"]).text
+
+
+def test_remix_lineage_and_filters(initialised_cli: Cli, tmp_path: Path) -> None:
+    cli = initialised_cli
+    (tmp_path / "poem.txt").write_text("snow on snow")
+    (tmp_path / "sketch.png").write_bytes(b"\x89PNG fake drawing")
+    (tmp_path / "score.mp3").write_bytes(b"ID3 music")
+    poem = added(cli, "add", tmp_path / "poem.txt", "--title", "Poem")
+    sketch = added(cli, "add", tmp_path / "sketch.png", "--title", "Sketch", "--tag", "ink")
+    drawing = added(
+        cli,
+        "remix",
+        f"{poem['id']}:3",
+        f"{sketch['id']}:1",
+        tmp_path / "sketch.png",
+        "--title",
+        "Drawing",
+        "--upstream-bps",
+        "4000",
+    )
+    score = added(cli, "remix", drawing["id"], tmp_path / "score.mp3", "--title", "Score")
+    shown = cast(dict[str, Any], cli.json("show", drawing["id"]))
+    assert shown["upstream_bps"] == 4000
+    assert {(p["id"], p["weight"]) for p in shown["parents"]} == {
+        (poem["id"], 3),
+        (sketch["id"], 1),
+    }
+    assert cast(dict[str, Any], cli.json("show", poem["id"]))["remixed_by"] == [drawing["id"]]
+
+    lineage = cast(dict[str, Any], cli.json("lineage", drawing["id"]))
+    assert {r["id"] for r in lineage["ancestors"]} == {poem["id"], sketch["id"]}
+    assert [r["id"] for r in lineage["descendants"]] == [score["id"]]
+    tree = cli.run("lineage", score["id"]).text
+    for title in ("Score", "Drawing", "Poem", "Sketch"):
+        assert title in tree
+
+    def ids(*args: str) -> set[str]:
+        return {r["id"] for r in cast(list[dict[str, Any]], cli.json("ls", *args))}
+
+    assert ids() == {poem["id"], sketch["id"], drawing["id"], score["id"]}
+    assert ids("--tag", "ink") == {sketch["id"]}
+    assert ids("--media-type", "image/*") == {sketch["id"], drawing["id"]}
+    assert ids("--media-type", "audio/mpeg") == {score["id"]}
+    assert ids("--author", "me") == ids()
+    assert ids("--title", "ket") == {sketch["id"]}
+    assert "Drawing" in cli.run("ls").text
+
+
+def test_export_import_round_trip_into_another_node(
+    initialised_cli: Cli, tmp_path: Path
+) -> None:
+    cli = initialised_cli
+    data = write_random_file(tmp_path / "film.bin", 2 * CHUNK + 5, seed=1)
+    (tmp_path / "poem.txt").write_text("a poem")
+    poem = added(cli, "add", tmp_path / "poem.txt")
+    film = added(cli, "remix", poem["id"], tmp_path / "film.bin")
+    car = tmp_path / "film.car"
+    exported = cast(dict[str, Any], cli.json("export", film["id"], "-o", car))
+    assert exported["blocks"] >= 2 + 3  # two records, the film's leaves and root, the poem
+
+    other = Cli(tmp_path / "other")
+    other.run("init")
+    imported = cast(dict[str, Any], other.json("import", car))
+    assert imported["roots"] == [film["id"]]
+    assert imported["records"] == 2
+    assert other.run("cat", film["id"]).stdout == data
+    assert other.run("cat", poem["id"]).stdout == b"a poem"
+    assert cast(dict[str, Any], other.json("fsck"))["clean"] is True
+    # Importing twice is harmless.
+    other.run("import", car)
+    assert cast(dict[str, Any], other.json("fsck"))["clean"] is True
+
+
+def test_corrupt_block_is_named_by_fsck_and_never_served(
+    initialised_cli: Cli, tmp_path: Path
+) -> None:
+    cli = initialised_cli
+    write_random_file(tmp_path / "a.bin", 2 * CHUNK + 1, seed=2)
+    work = added(cli, "add", tmp_path / "a.bin")
+    assert cast(dict[str, Any], cli.json("fsck"))["clean"] is True
+    block_files = sorted((cli.data_dir / "blocks").rglob("bafkrei*"))
+    victim = block_files[0]
+    victim.write_bytes(b"X" + victim.read_bytes()[1:])
+
+    report = cli.run("fsck", "--json", check=False)
+    assert report.returncode == 1
+    assert cast(dict[str, Any], report.json())["corrupt_blocks"] == [victim.name]
+    assert victim.name in cli.run("fsck", check=False).text
+
+    failed = cli.fail("get", work["id"], "-o", tmp_path / "out.bin")
+    assert "does not match" in failed.stderr
+    assert not (tmp_path / "out.bin").exists()
+    assert not list(tmp_path.glob(".out.bin*"))
+    cat = cli.fail("cat", work["content"])
+    assert victim.read_bytes() not in cat.stdout
+
+    repaired = cast(dict[str, Any], cli.json("fsck", "--repair"))
+    assert repaired["corrupt_blocks"] == [victim.name]
+    assert cast(dict[str, Any], cli.json("fsck"))["clean"] is True
+    assert "unknown block" in cli.fail("cat", work["content"]).stderr
+    # Adding the file again heals the store.
+    added(cli, "add", tmp_path / "a.bin")
+    assert cli.run("cat", work["content"]).stdout == (tmp_path / "a.bin").read_bytes()
+
+
+def test_user_errors_are_one_line_with_nonzero_exit(cli: Cli, tmp_path: Path) -> None:
+    assert "not initialised" in cli.fail("add", tmp_path / "nothing.txt").stderr
+    assert "not initialised" in cli.fail("ls").stderr
+    cli.run("init")
+    assert "No such file" in cli.fail("add", tmp_path / "nothing.txt").stderr
+    assert "not a file" in cli.fail("add", tmp_path).stderr
+    assert "bad-cid-text" in cli.fail("show", "not-a-cid").stderr
+    unknown = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    assert "unknown record" in cli.fail("show", unknown).stderr
+    assert "unknown block" in cli.fail("cat", unknown).stderr
+    (tmp_path / "x.txt").write_text("x")
+    assert "unknown parent record" in cli.fail("remix", unknown, tmp_path / "x.txt").stderr
+    assert "WEIGHT" in cli.fail("remix", f"{unknown}:abc", tmp_path / "x.txt").stderr
+    assert cli.fail("add", tmp_path / "x.txt", "--license", "not a license!").returncode == 1
+    assert cli.fail("ls", "--author", "nobody").returncode == 1
+    assert cli.fail("import", tmp_path / "x.txt").returncode == 1  # not a CAR
+    assert cli.fail("frobnicate").returncode == 2
+    assert cli.fail("get", unknown).returncode == 2  # -o missing
