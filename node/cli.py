@@ -382,7 +382,6 @@ def fsck(repair: bool) -> None:
     problems = {
         "corrupt_blocks": report.corrupt_blocks,
         "missing_blocks": report.missing_blocks,
-        "unindexed_blocks": report.unindexed_blocks,
         "stray_files": report.stray_files,
         "bad_records": report.bad_records,
     }
@@ -393,6 +392,7 @@ def fsck(repair: bool) -> None:
                 "blocks_checked": report.blocks_checked,
                 "records_checked": report.records_checked,
                 "repaired": report.repaired,
+                "unindexed_blocks": report.unindexed_blocks,
                 **problems,
             }
         )
@@ -400,6 +400,12 @@ def fsck(repair: bool) -> None:
         for kind, names in problems.items():
             for name in names:
                 render.stdout.print(f"{kind.replace('_', ' ')[:-1]}: {name}", markup=False)
+        if report.unindexed_blocks and not repair:
+            render.stdout.print(
+                f"note: {len(report.unindexed_blocks)} valid block(s) not yet indexed"
+                " (left by an interrupted command; --repair indexes them)",
+                markup=False,
+            )
         verdict = "clean" if report.clean else f"{report.problems} problem(s)"
         if report.repaired and not report.clean:
             verdict += ", repaired"

@@ -9,6 +9,7 @@ not written again).
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -224,6 +225,9 @@ def _as_record(block: Block) -> SignedRecord | None:
 def _atomic_output(destination: Path) -> Iterator[BinaryIO]:
     """A file that appears at ``destination`` only when the block exits cleanly."""
     directory = destination.parent
+    # Leftovers of an earlier run to the same destination that was killed.
+    for stale in directory.glob(f".{glob.escape(destination.name)}.{'[0-9a-f]' * 12}.partial"):
+        stale.unlink(missing_ok=True)
     for _attempt in range(100):
         temporary = directory / f".{destination.name}.{secrets.token_hex(6)}.partial"
         try:
