@@ -176,7 +176,6 @@ class BlockWriter:
             self._pool.shutdown(wait=True)
 
 
-
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

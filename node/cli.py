@@ -32,8 +32,8 @@ from node.transfer import (
     resolve_content,
     write_stream,
 )
-from protocol.cid import Cid
 from protocol.car import InvalidCar
+from protocol.cid import Cid
 from protocol.content import InvalidDag
 from protocol.errors import BlockMismatch, InvalidCid, ProtocolError
 from protocol.identity import InvalidAuthorId, public_key_of
@@ -112,7 +112,11 @@ def init() -> None:
         pass  # creates and migrates the database
     if options.json:
         render.print_json(
-            {"author": identity.author_id, "data_dir": str(options.data_dir.root), "created": created}
+            {
+                "author": identity.author_id,
+                "data_dir": str(options.data_dir.root),
+                "created": created,
+            }
         )
         return
     verb = "initialised" if created else "already initialised"
@@ -169,8 +173,10 @@ def publish_file(
     options = settings()
     identity = options.data_dir.load_identity()
     if not path.is_file():
-        raise click.UsageError(f"{path}: not a file") if path.exists() else FileNotFoundError(
-            2, "No such file", str(path)
+        raise (
+            click.UsageError(f"{path}: not a file")
+            if path.exists()
+            else FileNotFoundError(2, "No such file", str(path))
         )
     guessed = mimetypes.guess_type(path.name)[0]
     with options.open_store() as store:
@@ -420,7 +426,9 @@ def fsck(repair: bool) -> None:
 
 @cli.command(name="export")
 @click.argument("record_id")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .car file.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="The .car file."
+)
 @json_option
 def export_command(record_id: str, output: Path) -> None:
     """Export a record, its ancestors' records and all their content as a CARv1."""
@@ -451,11 +459,17 @@ def import_command(file: Path) -> None:
                 "roots": [str(root) for root in imported.roots],
                 "records": imported.records,
                 "blocks": imported.blocks,
+                "incomplete": [str(root) for root in imported.incomplete],
             }
         )
     else:
         render.stdout.print(
             f"imported {imported.blocks} blocks ({imported.records} records)", markup=False
+        )
+    if imported.incomplete:
+        fail(
+            f"{file} is truncated: the content {imported.incomplete[0]} is incomplete"
+            f" ({len(imported.incomplete)} work(s) affected; the rest was imported)"
         )
 
 
@@ -466,7 +480,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         fail("interrupted", 130)
     except click.ClickException as error:
-        fail(error.format_message(), EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code)
+        fail(
+            error.format_message(),
+            EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code,
+        )
     except click.exceptions.Exit as exit_request:
         sys.exit(exit_request.exit_code)
     except KeyboardInterrupt:

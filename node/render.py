@@ -38,7 +38,9 @@ def print_json(value: object) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    description: str, total: int | None, *, quiet: bool
+) -> Iterator[Callable[[int], None]]:
     """A byte-count progress bar on stderr; yields ``advance(n_bytes)``.
 
     Hidden when ``quiet`` (``--json``) or when stderr is not a terminal. The

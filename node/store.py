@@ -273,8 +273,7 @@ class Store:
         params.append(criteria.limit)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT r.encoded FROM records r{where}"
-                " ORDER BY r.created_ms DESC, r.id LIMIT ?",
+                f"SELECT r.encoded FROM records r{where} ORDER BY r.created_ms DESC, r.id LIMIT ?",
                 params,
             ).fetchall()
         return [decode_record(row[0]) for row in rows]
@@ -282,7 +281,8 @@ class Store:
     def records_with_content(self, content: Cid) -> list[Cid]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id FROM records WHERE content = ? ORDER BY created_ms", (content.to_bytes(),)
+                "SELECT id FROM records WHERE content = ? ORDER BY created_ms",
+                (content.to_bytes(),),
             ).fetchall()
         return [Cid.from_bytes(row[0]) for row in rows]
 
@@ -365,7 +365,9 @@ class Store:
 
     # -- checking ------------------------------------------------------------
 
-    def fsck(self, *, repair: bool = False, on_progress: Callable[[int], None] | None = None) -> FsckReport:
+    def fsck(
+        self, *, repair: bool = False, on_progress: Callable[[int], None] | None = None
+    ) -> FsckReport:
         """Verify every block file against its CID and every record's signature.
 
         With ``repair``: delete corrupt blocks and stray files, drop index rows
@@ -481,4 +483,3 @@ def _split_sql(script: str) -> list[str]:
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from node.blockstore import BlockWriter
-from node.store import Store
+from node.store import MissingBlock, Store
 from protocol.car import CarDecoder, CarHeader, encode_header, encode_section
 from protocol.cid import Cid
-from protocol.content import Block, DagBuilder, child_links, iter_file
+from protocol.content import Block, DagBuilder, child_links, dag_cids, iter_file
 from protocol.errors import RemoteProtocolError
 from protocol.records import Contribution, SignedRecord, decode_record
 
@@ -167,6 +167,10 @@ class Imported:
     roots: tuple[Cid, ...]
     records: int
     blocks: int
+    # Content roots of imported contributions whose DAG the CAR (and this store)
+    # does not hold completely: CARv1 has no end marker, so a CAR cut between two
+    # sections is well-formed but short. Those roots are not pinned.
+    incomplete: tuple[Cid, ...]
 
 
 def import_car(store: Store, source: Path, on_progress: Progress) -> Imported:
@@ -203,11 +207,27 @@ def import_car(store: Store, source: Path, on_progress: Progress) -> Imported:
         decoder.finish()
         writer.flush()
         store.index_blocks(pending_index)
+    incomplete: list[Cid] = []
     for record in records:
         store.put_record(record)
-        if isinstance(record.body, Contribution) and store.blocks.has(record.body.content):
+        if not isinstance(record.body, Contribution):
+            continue
+        if content_is_complete(store, record.body.content):
             store.pin(record.body.content, f"import {source.name}")
-    return Imported(roots, len(records), blocks)
+        elif record.body.content not in incomplete:
+            incomplete.append(record.body.content)
+    return Imported(roots, len(records), blocks, tuple(incomplete))
+
+
+def content_is_complete(store: Store, root: Cid) -> bool:
+    """True when every block of the DAG at ``root`` is in the store."""
+    try:
+        for cid in dag_cids(root, store.get_block):
+            if not store.has_block(cid):
+                return False
+    except MissingBlock:
+        return False
+    return True
 
 
 def _as_record(block: Block) -> SignedRecord | None:

@@ -23,7 +23,10 @@ DIGEST_SIZE = 32
 CODEC_NAMES = {RAW: "raw", DAG_PB: "dag-pb"}
 # Binary CIDv1 = version 0x01, codec varint (one byte for 0x55, 0x70 fits in one
 # byte too), multihash code 0x12, digest length 0x20, digest.
-_PREFIX = {RAW: bytes([0x01, RAW, SHA2_256, DIGEST_SIZE]), DAG_PB: bytes([0x01, DAG_PB, SHA2_256, DIGEST_SIZE])}
+_PREFIX = {
+    RAW: bytes([0x01, RAW, SHA2_256, DIGEST_SIZE]),
+    DAG_PB: bytes([0x01, DAG_PB, SHA2_256, DIGEST_SIZE]),
+}
 BINARY_SIZE = 4 + DIGEST_SIZE
 _CIDV0_PREFIX = bytes([SHA2_256, DIGEST_SIZE])
 

@@ -95,9 +95,7 @@ def test_remix_lineage_and_filters(initialised_cli: Cli, tmp_path: Path) -> None
     assert "Drawing" in cli.run("ls").text
 
 
-def test_export_import_round_trip_into_another_node(
-    initialised_cli: Cli, tmp_path: Path
-) -> None:
+def test_export_import_round_trip_into_another_node(initialised_cli: Cli, tmp_path: Path) -> None:
     cli = initialised_cli
     data = write_random_file(tmp_path / "film.bin", 2 * CHUNK + 5, seed=1)
     (tmp_path / "poem.txt").write_text("a poem")
@@ -170,3 +168,27 @@ def test_user_errors_are_one_line_with_nonzero_exit(cli: Cli, tmp_path: Path) ->
     assert cli.fail("import", tmp_path / "x.txt").returncode == 1  # not a CAR
     assert cli.fail("frobnicate").returncode == 2
     assert cli.fail("get", unknown).returncode == 2  # -o missing
+
+
+def test_import_of_a_car_cut_between_sections_reports_missing_content(
+    initialised_cli: Cli, tmp_path: Path
+) -> None:
+    """CARv1 has no end marker: a CAR cut at a section boundary parses but is short."""
+    cli = initialised_cli
+    write_random_file(tmp_path / "film.bin", 3 * CHUNK, seed=3)
+    film = added(cli, "add", tmp_path / "film.bin")
+    car = tmp_path / "film.car"
+    cli.run("export", film["id"], "-o", car)
+    whole = car.read_bytes()
+    # Sections: header, record, root node, 3 leaves. Keep all but the last leaf.
+    cut = tmp_path / "cut.car"
+    cut.write_bytes(whole[: len(whole) - (3 + 36 + CHUNK)])  # varint, CID, leaf
+    other = Cli(tmp_path / "other")
+    other.run("init")
+    failed = other.fail("import", cut)
+    assert "truncated" in failed.stderr
+    assert film["content"] in failed.stderr
+    assert "not pinned" not in failed.stderr
+    assert cast(dict[str, Any], other.json("fsck"))["clean"] is True
+    other.run("import", car)  # the whole archive completes it
+    assert other.run("cat", film["id"]).stdout == (tmp_path / "film.bin").read_bytes()

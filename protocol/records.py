@@ -1,0 +1,628 @@
+"""Records: the signed documents artists publish (DESIGN.md invariant 3).
+
+This module owns the five record types (profile, contribution, collab,
+production, ack), their canonical msgpack encoding, their Ed25519 signatures
+and their ids. ``docs/protocol.md`` ("Records") specifies the format byte by
+byte; its test vectors are checked by ``tests/test_records.py``.
+
+Invariants:
+
+* A body's constructor validates it completely, so a ``SignedRecord`` only
+  ever holds a valid body.
+* There is exactly one encoding per value. ``decode_record`` accepts bytes
+  only when they are, byte for byte, what ``sign_record`` produces for the
+  decoded value, so a record's bytes (and so its id) cannot be malleated.
+* Optional fields are omitted when they hold their default (``None``, ``""``,
+  ``()``); encoding a default explicitly is non-canonical.
+* Every failure of ``decode_record`` is an ``InvalidRecord`` with a stable
+  ``reason``; nothing else escapes it.
+
+Sans-IO: no clock (``created_ms`` is an argument), no randomness (Ed25519 is
+deterministic), no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from functools import partial
+from typing import Any, Final, NamedTuple, TypeAlias
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from protocol.cid import BINARY_SIZE, RAW, Cid
+from protocol.errors import InvalidCid, RemoteProtocolError
+from protocol.identity import PUBLIC_KEY_SIZE, author_id, public_key_bytes
+
+RECORD_VERSION: Final = 1
+MAX_RECORD_SIZE: Final = 64 * 1024
+SIGNING_PREFIX: Final = b"remixnet/record/v1\x00"
+SIGNATURE_SIZE: Final = 64
+MAX_SAFE_INTEGER: Final = 2**53 - 1  # also exact in JSON/JavaScript numbers
+TOTAL_BPS: Final = 10_000
+DEFAULT_UPSTREAM_BPS: Final = 5_000
+
+MAX_NAME_CHARS: Final = 100
+MAX_BIO_CHARS: Final = 2_000
+MAX_TITLE_CHARS: Final = 200
+MAX_DESCRIPTION_CHARS: Final = 4_000
+MAX_TAG_CHARS: Final = 64
+MAX_TAGS: Final = 32
+MAX_MEDIA_TYPE_CHARS: Final = 127
+MAX_LICENSE_CHARS: Final = 128
+MAX_PARENTS: Final = 64
+MAX_WEIGHT: Final = 1_000_000
+MAX_CREDITS: Final = 1_000
+MAX_ROLE_CHARS: Final = 64
+MAX_REASON_CHARS: Final = 2_000
+
+
+class InvalidRecord(RemoteProtocolError):
+    """A record (bytes or body values) that is not valid.
+
+    ``reason`` is one of: ``too-large``, ``not-msgpack``, ``non-canonical``,
+    ``unknown-version``, ``unknown-type``, ``missing-field``, ``extra-field``,
+    ``wrong-type``, ``oversized-field``, ``invalid-value``, ``bad-signature``,
+    ``wrong-id``.
+    """
+
+
+class RecordType(enum.StrEnum):
+    PROFILE = "profile"
+    CONTRIBUTION = "contribution"
+    COLLAB = "collab"
+    PRODUCTION = "production"
+    ACK = "ack"
+
+
+# --- value checks shared by the body constructors --------------------------
+
+# Control characters (C0, DEL, C1) can drive terminals; lone surrogates cannot
+# be encoded as UTF-8. Single-line text also excludes tab and newline.
+_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_TEXT_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
+_LICENSE = re.compile(r"[A-Za-z0-9.+:()-]+(?: [A-Za-z0-9.+:()-]+)*\Z")
+
+
+def _check_str(
+    value: object, name: str, max_chars: int, valid: Callable[[str], object], rule: str
+) -> None:
+    if type(value) is not str:
+        raise InvalidRecord("wrong-type", f"{name} must be a string")
+    if len(value) > max_chars:
+        raise InvalidRecord("oversized-field", f"{name} is longer than {max_chars} characters")
+    if not valid(value):
+        raise InvalidRecord("invalid-value", f"{name} must be {rule}")
+
+
+def _is_line(text: str) -> bool:
+    if not text or text[0] == " " or text[-1] == " ":
+        return False
+    return not _LINE_FORBIDDEN.search(text)
+
+
+def _is_text(text: str) -> bool:
+    return not _TEXT_FORBIDDEN.search(text)
+
+
+def _check_line(value: object, name: str, max_chars: int) -> None:
+    """Single-line text: 1..max_chars code points, no controls, no outer spaces."""
+    _check_str(value, name, max_chars, _is_line, "one non-empty line without outer spaces")
+
+
+def _check_text(value: object, name: str, max_chars: int) -> None:
+    """Free text: 0..max_chars code points; tab and newline allowed, other controls not."""
+    _check_str(value, name, max_chars, _is_text, "free of control characters")
+
+
+def _check_int(value: object, name: str, low: int, high: int) -> None:
+    if type(value) is not int:  # not isinstance: bool is an int in Python
+        raise InvalidRecord("wrong-type", f"{name} must be an integer")
+    if not low <= value <= high:
+        raise InvalidRecord("invalid-value", f"{name} must be in {low}..{high}")
+
+
+def _check_cid(value: object, name: str, *, record: bool) -> None:
+    """A content CID (raw or dag-pb), or with ``record`` a record id (raw)."""
+    if not isinstance(value, Cid):
+        raise InvalidRecord("wrong-type", f"{name} must be a CID")
+    if record and value.codec != RAW:
+        raise InvalidRecord("invalid-value", f"{name} must be a record id (raw CID)")
+
+
+def _check_tuple(value: object, name: str, max_items: int, item_type: type) -> None:
+    if type(value) is not tuple or not all(type(item) is item_type for item in value):
+        raise InvalidRecord("wrong-type", f"{name} must be a tuple of {item_type.__name__}")
+    if len(value) > max_items:
+        raise InvalidRecord("oversized-field", f"{name} has more than {max_items} items")
+
+
+# --- bodies ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """An artist's public profile; the newest one by ``created_ms`` wins."""
+
+    name: str
+    bio: str = ""
+    avatar: Cid | None = None  # content CID of an image
+
+    def __post_init__(self) -> None:
+        _check_line(self.name, "name", MAX_NAME_CHARS)
+        _check_text(self.bio, "bio", MAX_BIO_CHARS)
+        if self.avatar is not None:
+            _check_cid(self.avatar, "avatar", record=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """A contribution remixed by another; ``weight`` is relative among parents."""
+
+    record_id: Cid
+    weight: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_cid(self.record_id, "parent id", record=True)
+        if self.weight is not None:
+            _check_int(self.weight, "parent weight", 1, MAX_WEIGHT)
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """A published work, possibly a remix of ``parents``.
+
+    ``upstream_bps`` is the share passed on to the parents; ``None`` means the
+    default (``effective_upstream_bps``). Without parents only 0 may be declared.
+    """
+
+    title: str
+    content: Cid
+    size: int
+    media_type: str
+    license: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    parents: tuple[Parent, ...] = ()
+    upstream_bps: int | None = None
+    collab: Cid | None = None
+
+    def __post_init__(self) -> None:
+        _check_line(self.title, "title", MAX_TITLE_CHARS)
+        _check_cid(self.content, "content", record=False)
+        _check_int(self.size, "size", 0, MAX_SAFE_INTEGER)
+        _check_str(
+            self.media_type, "media_type", MAX_MEDIA_TYPE_CHARS, _MEDIA_TYPE.match, "type/subtype"
+        )
+        _check_str(self.license, "license", MAX_LICENSE_CHARS, _LICENSE.match, "SPDX expression")
+        _check_text(self.description, "description", MAX_DESCRIPTION_CHARS)
+        _check_tuple(self.tags, "tags", MAX_TAGS, str)
+        for tag in self.tags:
+            _check_line(tag, "tag", MAX_TAG_CHARS)
+        if len(set(self.tags)) != len(self.tags):
+            raise InvalidRecord("invalid-value", "duplicate tag")
+        _check_tuple(self.parents, "parents", MAX_PARENTS, Parent)
+        if len({parent.record_id for parent in self.parents}) != len(self.parents):
+            raise InvalidRecord("invalid-value", "duplicate parent")
+        weighted = sum(parent.weight is not None for parent in self.parents)
+        if weighted not in (0, len(self.parents)):
+            raise InvalidRecord("invalid-value", "either all parents have a weight or none")
+        if self.upstream_bps is not None:
+            _check_int(self.upstream_bps, "upstream_bps", 0, TOTAL_BPS)
+            if not self.parents and self.upstream_bps != 0:
+                raise InvalidRecord("invalid-value", "upstream_bps without parents must be 0")
+        if self.collab is not None:
+            _check_cid(self.collab, "collab", record=True)
+
+    @property
+    def effective_upstream_bps(self) -> int:
+        """The declared ``upstream_bps``, else 5000 with parents and 0 without."""
+        if self.upstream_bps is not None:
+            return self.upstream_bps
+        return DEFAULT_UPSTREAM_BPS if self.parents else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Collab:
+    """A call for contributions; its director is the record's author."""
+
+    title: str
+    brief: str = ""
+    deadline_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_line(self.title, "title", MAX_TITLE_CHARS)
+        _check_text(self.brief, "brief", MAX_DESCRIPTION_CHARS)
+        if self.deadline_ms is not None:
+            _check_int(self.deadline_ms, "deadline_ms", 0, MAX_SAFE_INTEGER)
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """One contribution used in a production, with its role and share."""
+
+    contribution: Cid
+    role: str
+    share_bps: int
+
+    def __post_init__(self) -> None:
+        _check_cid(self.contribution, "credit contribution", record=True)
+        _check_line(self.role, "role", MAX_ROLE_CHARS)
+        _check_int(self.share_bps, "share_bps", 1, TOTAL_BPS)
+
+
+@dataclass(frozen=True, slots=True)
+class Production:
+    """A finished work assembled by its director (the author) from contributions."""
+
+    title: str
+    credits: tuple[Credit, ...]
+    collab: Cid | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_line(self.title, "title", MAX_TITLE_CHARS)
+        _check_tuple(self.credits, "credits", MAX_CREDITS, Credit)
+        if not self.credits:
+            raise InvalidRecord("invalid-value", "a production needs at least one credit")
+        if len({credit.contribution for credit in self.credits}) != len(self.credits):
+            raise InvalidRecord("invalid-value", "duplicate credited contribution")
+        if sum(credit.share_bps for credit in self.credits) != TOTAL_BPS:
+            raise InvalidRecord("invalid-value", f"credit shares must sum to {TOTAL_BPS}")
+        if self.collab is not None:
+            _check_cid(self.collab, "collab", record=True)
+        _check_text(self.description, "description", MAX_DESCRIPTION_CHARS)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A credited artist's answer to a production; a refusal must say why."""
+
+    production: Cid
+    accept: bool
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        _check_cid(self.production, "production", record=True)
+        if type(self.accept) is not bool:
+            raise InvalidRecord("wrong-type", "accept must be a boolean")
+        _check_text(self.reason, "reason", MAX_REASON_CHARS)
+        if not self.accept and not self.reason.strip(" \t\n"):
+            raise InvalidRecord("invalid-value", "a refusal needs a reason")
+
+
+Body: TypeAlias = Profile | Contribution | Collab | Production | Ack
+
+_TYPE_OF_BODY: Final[dict[type, RecordType]] = {
+    Profile: RecordType.PROFILE,
+    Contribution: RecordType.CONTRIBUTION,
+    Collab: RecordType.COLLAB,
+    Production: RecordType.PRODUCTION,
+    Ack: RecordType.ACK,
+}
+_BODY_OF_TYPE: Final[dict[str, type]] = {str(t): cls for cls, t in _TYPE_OF_BODY.items()}
+
+
+# --- the field schema: msgpack keys, value kinds, defaults -------------------
+
+
+class _Kind(NamedTuple):
+    decode: Callable[[object, str], object]  # msgpack value, key -> Python value
+    encode: Callable[[Any], object]  # Python value -> msgpack value
+
+
+class _Field(NamedTuple):
+    key: str  # msgpack map key
+    name: str  # dataclass attribute
+    decode: Callable[[object, str], object]
+    encode: Callable[[Any], object]
+    default: object  # _REQUIRED for a required field
+
+
+_REQUIRED: Final = object()
+
+
+def _decode_scalar(expected: type) -> Callable[[object, str], object]:
+    def decode(value: object, key: str) -> object:
+        if type(value) is not expected:  # exact: a msgpack bool must not pass for an int
+            raise InvalidRecord("wrong-type", f"{key!r} must be {expected.__name__}")
+        return value
+
+    return decode
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+def _decode_cid(value: object, key: str) -> Cid:
+    if type(value) is not bytes:
+        raise InvalidRecord("wrong-type", f"{key!r} must be a binary CID")
+    if len(value) != BINARY_SIZE or value[0] != 1:  # Cid.from_bytes also takes CIDv0
+        raise InvalidRecord("invalid-value", f"{key!r} is not a binary CIDv1 sha2-256")
+    try:
+        return Cid.from_bytes(value)
+    except InvalidCid as error:
+        raise InvalidRecord("invalid-value", f"{key!r}: {error}") from None
+
+
+def _decode_list(item: _Kind) -> Callable[[object, str], object]:
+    def decode(value: object, key: str) -> tuple[object, ...]:
+        if type(value) is not list:
+            raise InvalidRecord("wrong-type", f"{key!r} must be an array")
+        return tuple([item.decode(element, key) for element in value])
+
+    return decode
+
+
+def _encode_list(item: _Kind) -> Callable[[Any], object]:
+    encode = item.encode
+    return lambda values: [encode(value) for value in values]
+
+
+_STR = _Kind(_decode_scalar(str), _identity)
+_INT = _Kind(_decode_scalar(int), _identity)
+_BOOL = _Kind(_decode_scalar(bool), _identity)
+_CID = _Kind(_decode_cid, Cid.to_bytes)
+_STR_LIST = _Kind(_decode_list(_STR), list)
+
+
+def _encode_map(value: object) -> dict[str, object]:
+    """The msgpack map of a body or nested struct, keys in canonical order."""
+    encoded: dict[str, object] = {}
+    for key, name, _, encode, default in _SCHEMAS[type(value)]:
+        item = getattr(value, name)
+        if item != default:
+            encoded[key] = encode(item)
+    return encoded
+
+
+def _decode_struct(cls: type, value: object, where: str) -> Any:
+    """The ``cls`` (body, ``Parent`` or ``Credit``) encoded by the msgpack map ``value``."""
+    if type(value) is not dict:
+        raise InvalidRecord("wrong-type", f"{where!r} must be a map")
+    by_key = _FIELDS_BY_KEY[cls]
+    arguments: dict[str, object] = {}
+    for key, item in value.items():
+        f = by_key.get(key)
+        if f is None:
+            raise InvalidRecord("extra-field", f"{where!r} has unknown key {key!r}")
+        decoded = f.decode(item, key)
+        if decoded == f.default:
+            raise InvalidRecord("non-canonical", f"{key!r} explicitly encodes its default")
+        arguments[f.name] = decoded
+    for f in _REQUIRED_FIELDS[cls]:
+        if f.name not in arguments:
+            raise InvalidRecord("missing-field", f"{where!r} lacks {f.key!r}")
+    return cls(**arguments)
+
+
+def _list_of(cls: type) -> _Kind:
+    """The kind of an array of nested maps (``Parent``, ``Credit``)."""
+    struct = _Kind(partial(_decode_struct, cls), _encode_map)
+    return _Kind(_decode_list(struct), _encode_list(struct))
+
+
+_SCHEMA_KEYS: Final[dict[type, tuple[tuple[str, str, _Kind], ...]]] = {
+    Profile: (("n", "name", _STR), ("bio", "bio", _STR), ("av", "avatar", _CID)),
+    Parent: (("id", "record_id", _CID), ("w", "weight", _INT)),
+    Contribution: (
+        ("ti", "title", _STR),
+        ("c", "content", _CID),
+        ("sz", "size", _INT),
+        ("mt", "media_type", _STR),
+        ("l", "license", _STR),
+        ("d", "description", _STR),
+        ("tg", "tags", _STR_LIST),
+        ("p", "parents", _list_of(Parent)),
+        ("up", "upstream_bps", _INT),
+        ("cb", "collab", _CID),
+    ),
+    Collab: (("ti", "title", _STR), ("d", "brief", _STR), ("dl", "deadline_ms", _INT)),
+    Credit: (("c", "contribution", _CID), ("r", "role", _STR), ("sh", "share_bps", _INT)),
+    Production: (
+        ("ti", "title", _STR),
+        ("cr", "credits", _list_of(Credit)),
+        ("cb", "collab", _CID),
+        ("d", "description", _STR),
+    ),
+    Ack: (("p", "production", _CID), ("ok", "accept", _BOOL), ("r", "reason", _STR)),
+}
+
+
+def _schema(cls: type, keys: tuple[tuple[str, str, _Kind], ...]) -> tuple[_Field, ...]:
+    defaults = {f.name: (_REQUIRED if f.default is MISSING else f.default) for f in fields(cls)}
+    assert set(defaults) == {name for _, name, _ in keys}, cls
+    # Sorted by key: encoding a schema in order writes a canonical map. str order
+    # is code point order, which is UTF-8 byte order.
+    schema = (_Field(k, name, kind.decode, kind.encode, defaults[name]) for k, name, kind in keys)
+    return tuple(sorted(schema, key=lambda f: f.key))
+
+
+_SCHEMAS: Final = {cls: _schema(cls, keys) for cls, keys in _SCHEMA_KEYS.items()}
+_FIELDS_BY_KEY: Final = {cls: {f.key: f for f in schema} for cls, schema in _SCHEMAS.items()}
+_REQUIRED_FIELDS: Final = {
+    cls: tuple(f for f in schema if f.default is _REQUIRED) for cls, schema in _SCHEMAS.items()
+}
+
+
+# --- signed records ----------------------------------------------------------
+
+
+def _packb(value: object) -> bytes:
+    """msgpack with shortest forms and str/bin distinct; a fresh Packer, so thread-safe."""
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRecord:
+    """A body signed by its author. Build with ``sign_record`` or ``decode_record``."""
+
+    body: Body
+    author: bytes  # raw 32-byte Ed25519 public key
+    created_ms: int  # unix time in milliseconds
+    signature: bytes  # 64 bytes
+    encoded: bytes  # the canonical signed bytes: what is stored and sent
+    _id: Cid = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_id", Cid.for_raw(self.encoded))
+
+    @property
+    def id(self) -> Cid:
+        """The record id: CIDv1, raw codec, sha2-256 of ``encoded``."""
+        return self._id
+
+    @property
+    def author_id(self) -> str:
+        """The author's PeerID (``12D3KooW…``)."""
+        return author_id(self.author)
+
+    @property
+    def type(self) -> RecordType:
+        return _TYPE_OF_BODY[type(self.body)]
+
+
+def _layout(record_type: str, author: bytes, created_ms: int, body: bytes) -> tuple[bytes, bytes]:
+    """The top-level map around its signature: (entries before "s", entries after "s").
+
+    Keys a, b, s, t, ts, v are in canonical order; the unsigned map is
+    ``0x85 + head + tail`` and the signed one ``0x86 + head + "s" entry + tail``.
+    """
+    head = b"\xa1a\xc4\x20" + author + b"\xa1b" + body
+    tail = b"\xa1t" + _packb(record_type) + b"\xa2ts" + _packb(created_ms) + b"\xa1v\x01"
+    return head, tail
+
+
+def sign_record(body: Body, *, private_key: Ed25519PrivateKey, created_ms: int) -> SignedRecord:
+    """Sign ``body`` as the owner of ``private_key`` at ``created_ms``.
+
+    Raises ``InvalidRecord``: ``invalid-value`` for a bad ``created_ms``,
+    ``too-large`` when the record would exceed ``MAX_RECORD_SIZE`` (only a
+    production with very many credits can).
+    """
+    record_type = _TYPE_OF_BODY.get(type(body))
+    if record_type is None:
+        raise InvalidRecord("wrong-type", f"not a record body: {type(body).__name__}")
+    _check_int(created_ms, "created_ms", 0, MAX_SAFE_INTEGER)
+    author = public_key_bytes(private_key)
+    head, tail = _layout(record_type, author, created_ms, _packb(_encode_map(body)))
+    signature = private_key.sign(SIGNING_PREFIX + b"\x85" + head + tail)
+    encoded = b"\x86" + head + b"\xa1s\xc4\x40" + signature + tail
+    if len(encoded) > MAX_RECORD_SIZE:
+        raise InvalidRecord("too-large", f"{len(encoded)} bytes > {MAX_RECORD_SIZE}")
+    return SignedRecord(body, author, created_ms, signature, encoded)
+
+
+_TOP_LEVEL_KEYS: Final = frozenset({"a", "b", "s", "t", "ts", "v"})
+
+
+def decode_record(data: bytes, *, max_size: int = MAX_RECORD_SIZE) -> SignedRecord:
+    """Parse, check and verify a signed record.
+
+    Returns a ``SignedRecord`` whose ``encoded`` is ``data``. Raises
+    ``InvalidRecord`` (and nothing else) when ``data`` is larger than
+    ``max_size``, not msgpack, not the canonical encoding of a valid record
+    of a known type and version, or not signed by its author.
+    """
+    if len(data) > max_size:
+        raise InvalidRecord("too-large", f"{len(data)} bytes > {max_size}")
+    try:
+        top = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as error:  # msgpack raises several ValueError subclasses and others
+        raise InvalidRecord("not-msgpack", str(error)[:80]) from None
+    if type(top) is not dict:
+        raise InvalidRecord("wrong-type", "a record must be a map")
+    # The version is checked first: another version may have other fields.
+    if "v" not in top:
+        raise InvalidRecord("missing-field", "'v'")
+    version = top["v"]
+    if type(version) is not int:
+        raise InvalidRecord("wrong-type", "'v' must be int")
+    if version != RECORD_VERSION:
+        raise InvalidRecord("unknown-version", str(version))
+    if top.keys() != _TOP_LEVEL_KEYS:
+        if extra := top.keys() - _TOP_LEVEL_KEYS:
+            raise InvalidRecord("extra-field", ", ".join(sorted(map(repr, extra))))
+        raise InvalidRecord("missing-field", ", ".join(sorted(_TOP_LEVEL_KEYS - top.keys())))
+    record_type = top["t"]
+    if type(record_type) is not str:
+        raise InvalidRecord("wrong-type", "'t' must be str")
+    body_class = _BODY_OF_TYPE.get(record_type)
+    if body_class is None:
+        raise InvalidRecord("unknown-type", repr(record_type)[:80])
+    author, signature, created_ms = top["a"], top["s"], top["ts"]
+    if type(author) is not bytes or type(signature) is not bytes:
+        raise InvalidRecord("wrong-type", "'a' and 's' must be bin")
+    if len(author) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        raise InvalidRecord("invalid-value", "'a' must be 32 bytes and 's' 64 bytes")
+    _check_int(created_ms, "'ts'", 0, MAX_SAFE_INTEGER)
+    body: Body = _decode_struct(body_class, top["b"], "b")
+
+    # One encoding per value: the input must be exactly what sign_record writes.
+    head, tail = _layout(record_type, author, created_ms, _packb(_encode_map(body)))
+    if data != b"\x86" + head + b"\xa1s\xc4\x40" + signature + tail:
+        raise InvalidRecord("non-canonical", "bytes differ from the canonical encoding")
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(author)
+        public_key.verify(signature, SIGNING_PREFIX + b"\x85" + head + tail)
+    except (InvalidSignature, ValueError):
+        raise InvalidRecord("bad-signature") from None
+    return SignedRecord(body, author, created_ms, signature, bytes(data))
+
+
+def verify_record_bytes(
+    data: bytes, *, expected_id: Cid | None = None, max_size: int = MAX_RECORD_SIZE
+) -> SignedRecord:
+    """``decode_record``, first checking that ``data`` is the record ``expected_id``.
+
+    Use it for records fetched by id. Raises ``InvalidRecord`` (``wrong-id``
+    or any reason of ``decode_record``).
+    """
+    if expected_id is not None and not (expected_id.codec == RAW and expected_id.matches(data)):
+        raise InvalidRecord("wrong-id", f"bytes are not record {expected_id}")
+    return decode_record(data, max_size=max_size)
+
+
+# --- JSON view -----------------------------------------------------------------
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, Cid):
+        return str(value)
+    if isinstance(value, Parent):
+        return {"id": str(value.record_id), "weight": value.weight}
+    if isinstance(value, Credit):
+        return {
+            "contribution": str(value.contribution),
+            "role": value.role,
+            "share_bps": value.share_bps,
+        }
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    return value
+
+
+def body_to_json(body: Body) -> dict[str, object]:
+    """The body's fields by attribute name, all present (``None`` → null), CIDs as text."""
+    view = {f.name: _json_value(getattr(body, f.name)) for f in fields(body)}
+    if isinstance(body, Contribution):
+        view["effective_upstream_bps"] = body.effective_upstream_bps
+    return view
+
+
+def to_json(record: SignedRecord) -> dict[str, object]:
+    """A JSON-friendly view: id, type, author (PeerID), created_ms, then the body fields."""
+    return {
+        "id": str(record.id),
+        "type": str(record.type),
+        "author": record.author_id,
+        "created_ms": record.created_ms,
+        **body_to_json(record.body),
+    }
