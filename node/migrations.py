@@ -7,7 +7,7 @@ that has shipped; add a new one.
 from __future__ import annotations
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: records, lineage edges, the block index and pins.
+    # 1: records, lineage edges, packs and the block index, pins.
     """
     CREATE TABLE records (
         id          BLOB PRIMARY KEY,      -- binary CID of `encoded`
@@ -38,11 +38,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (child, parent)
     ) WITHOUT ROWID;
     CREATE INDEX lineage_by_parent ON lineage (parent);
+    CREATE TABLE packs (
+        id             INTEGER PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,  -- file name under blocks/
+        committed_size INTEGER NOT NULL,      -- every entry below is fsynced
+        created_ms     INTEGER NOT NULL
+    );
     CREATE TABLE blocks (
         cid       BLOB PRIMARY KEY,
+        pack      INTEGER NOT NULL REFERENCES packs (id),
+        offset    INTEGER NOT NULL,           -- of the block's data in the pack
         size      INTEGER NOT NULL,
         stored_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
+    CREATE INDEX blocks_by_pack ON blocks (pack);
     CREATE TABLE pins (
         cid        BLOB PRIMARY KEY,       -- a DAG root: the pin covers every block below it
         reason     TEXT NOT NULL,

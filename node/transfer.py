@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from node.blockstore import BlockWriter
 from node.store import MissingBlock, Store
 from protocol.car import CarDecoder, CarHeader, encode_header, encode_section
 from protocol.cid import Cid
@@ -27,7 +26,6 @@ from protocol.errors import RemoteProtocolError
 from protocol.records import Contribution, SignedRecord, decode_record
 
 READ_SIZE = 1 << 20
-INDEX_BATCH = 256  # blocks per index transaction during an ingest
 
 Progress = Callable[[int], None]
 
@@ -47,31 +45,20 @@ class Added:
 def add_file(store: Store, path: Path, on_progress: Progress = _ignore_progress) -> Added:
     """Chunk ``path`` into the store and return its root CID (same as ``ipfs add``).
 
-    Memory stays constant whatever the file size: at most a few chunks are
-    held while their fsyncs run.
+    Memory stays constant whatever the file size: one read buffer, the
+    builder's pending links, and the writer's index rows between commits.
     """
     builder = DagBuilder()
-    pending_index: list[tuple[Cid, int]] = []
-    with path.open("rb") as source, BlockWriter(store.blocks) as writer:
-
-        def put(blocks: list[Block]) -> None:
-            for block in blocks:
-                writer.put(block)
-                pending_index.append((block.cid, len(block.data)))
-            if len(pending_index) >= INDEX_BATCH:
-                writer.flush()  # index rows only name durable files
-                store.index_blocks(pending_index)
-                pending_index.clear()
-
+    with path.open("rb") as source, store.writer() as writer:
         buffer = bytearray(READ_SIZE)
         view = memoryview(buffer)
         while count := source.readinto(buffer):
-            put(builder.write(view[:count]))
+            for block in builder.write(view[:count]):
+                writer.put(block)
             on_progress(count)
         remaining, root = builder.finish()
-        put(remaining)
-        writer.flush()
-        store.index_blocks(pending_index)
+        for block in remaining:
+            writer.put(block)
     return Added(root, builder.size, writer.blocks_written, writer.blocks_present)
 
 
@@ -184,9 +171,8 @@ def import_car(store: Store, source: Path, on_progress: Progress) -> Imported:
     decoder = CarDecoder()
     roots: tuple[Cid, ...] = ()
     records: list[SignedRecord] = []
-    pending_index: list[tuple[Cid, int]] = []
     blocks = 0
-    with source.open("rb") as file, BlockWriter(store.blocks) as writer:
+    with source.open("rb") as file, store.writer() as writer:
         while piece := file.read(READ_SIZE):
             on_progress(len(piece))
             for item in decoder.feed(piece):
@@ -198,15 +184,8 @@ def import_car(store: Store, source: Path, on_progress: Progress) -> Imported:
                 if record is not None:
                     records.append(record)
                     continue
-                writer.put(item)
-                pending_index.append((item.cid, len(item.data)))
-                if len(pending_index) >= INDEX_BATCH:
-                    writer.flush()
-                    store.index_blocks(pending_index)
-                    pending_index.clear()
+                writer.put(item)  # the decoder verified it against its CID
         decoder.finish()
-        writer.flush()
-        store.index_blocks(pending_index)
     incomplete: list[Cid] = []
     for record in records:
         store.put_record(record)

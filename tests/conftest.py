@@ -104,3 +104,40 @@ def write_random_file(path: Path, size: int, seed: int = 0) -> bytes:
     data = random.Random(seed).randbytes(size)
     path.write_bytes(data)
     return data
+
+
+def block_location(data_dir: Path, cid: str) -> tuple[Path, int, int]:
+    """(pack file, data offset, size) of a stored block, read from the index."""
+    import sqlite3
+
+    from protocol.cid import Cid
+
+    with sqlite3.connect(data_dir / "remixnet.db") as db:
+        row = db.execute(
+            "SELECT p.name, b.offset, b.size FROM blocks b JOIN packs p ON p.id = b.pack"
+            " WHERE b.cid = ?",
+            (Cid.parse(cid).to_bytes(),),
+        ).fetchone()
+    assert row is not None, f"{cid} is not indexed"
+    return data_dir / "blocks" / row[0], row[1], row[2]
+
+
+def corrupt_block(data_dir: Path, cid: str) -> None:
+    """Flip the first byte of a stored block's data in its pack (disk rot)."""
+    pack, offset, _ = block_location(data_dir, cid)
+    with pack.open("r+b") as file:
+        file.seek(offset)
+        first = file.read(1)
+        file.seek(offset)
+        file.write(bytes([first[0] ^ 0xFF]))
+
+
+def indexed_blocks(data_dir: Path) -> list[str]:
+    """CIDs of the index, in CID order."""
+    import sqlite3
+
+    from protocol.cid import Cid
+
+    with sqlite3.connect(data_dir / "remixnet.db") as db:
+        rows = db.execute("SELECT cid FROM blocks ORDER BY cid").fetchall()
+    return [str(Cid.from_bytes(row[0])) for row in rows]

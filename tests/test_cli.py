@@ -6,7 +6,13 @@ import stat
 from pathlib import Path
 from typing import Any, cast
 
-from tests.conftest import Cli, write_random_file
+from tests.conftest import (
+    Cli,
+    block_location,
+    corrupt_block,
+    indexed_blocks,
+    write_random_file,
+)
 
 CHUNK = 262_144
 
@@ -125,24 +131,25 @@ def test_corrupt_block_is_named_by_fsck_and_never_served(
     write_random_file(tmp_path / "a.bin", 2 * CHUNK + 1, seed=2)
     work = added(cli, "add", tmp_path / "a.bin")
     assert cast(dict[str, Any], cli.json("fsck"))["clean"] is True
-    block_files = sorted((cli.data_dir / "blocks").rglob("bafkrei*"))
-    victim = block_files[0]
-    victim.write_bytes(b"X" + victim.read_bytes()[1:])
+    victim = next(cid for cid in indexed_blocks(cli.data_dir) if cid.startswith("bafkrei"))
+    corrupt_block(cli.data_dir, victim)
+    pack, offset, size = block_location(cli.data_dir, victim)
+    corrupted_bytes = pack.read_bytes()[offset : offset + size]
 
     report = cli.run("fsck", "--json", check=False)
     assert report.returncode == 1
-    assert cast(dict[str, Any], report.json())["corrupt_blocks"] == [victim.name]
-    assert victim.name in cli.run("fsck", check=False).text
+    assert cast(dict[str, Any], report.json())["corrupt_blocks"] == [victim]
+    assert victim in cli.run("fsck", check=False).text
 
     failed = cli.fail("get", work["id"], "-o", tmp_path / "out.bin")
     assert "does not match" in failed.stderr
     assert not (tmp_path / "out.bin").exists()
     assert not list(tmp_path.glob(".out.bin*"))
     cat = cli.fail("cat", work["content"])
-    assert victim.read_bytes() not in cat.stdout
+    assert corrupted_bytes not in cat.stdout
 
     repaired = cast(dict[str, Any], cli.json("fsck", "--repair"))
-    assert repaired["corrupt_blocks"] == [victim.name]
+    assert repaired["corrupt_blocks"] == [victim]
     assert cast(dict[str, Any], cli.json("fsck"))["clean"] is True
     assert "unknown block" in cli.fail("cat", work["content"]).stderr
     # Adding the file again heals the store.

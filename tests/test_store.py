@@ -9,14 +9,15 @@ import pytest
 import trio
 
 from node.datadir import DataDir, DataDirError
+from node.errors import CorruptBlock, MissingBlock, NotFound
 from node.migrations import SCHEMA_VERSION
-from node.store import CorruptBlock, MissingBlock, NotFound, RecordFilter, Store
+from node.store import RecordFilter, Store
 from node.transfer import add_file, iter_content
 from protocol.cid import Cid
 from protocol.content import Block
 from protocol.identity import private_key_from_seed
 from protocol.records import Contribution, Parent, RecordType, SignedRecord, sign_record
-from tests.conftest import write_random_file
+from tests.conftest import corrupt_block, indexed_blocks, write_random_file
 
 KEY = private_key_from_seed(bytes(range(32)))
 OTHER_KEY = private_key_from_seed(bytes(32))
@@ -85,15 +86,55 @@ def test_blocks_are_verified_on_read(store: Store, tmp_path: Path) -> None:
     data = write_random_file(tmp_path / "f", 600_000)
     result = add_file(store, tmp_path / "f")
     assert b"".join(iter_content(store, result.root)) == data
-    leaf = next(cid for cid, _ in store.blocks.iter_cids() if cid and cid.codec_name == "raw")
-    assert leaf is not None
-    path = store.blocks.path_of(leaf)
-    path.write_bytes(b"\0" * path.stat().st_size)
+    leaf = next(cid for cid in indexed_blocks(store.data_dir.root) if cid.startswith("bafkrei"))
+    corrupt_block(store.data_dir.root, leaf)
     with pytest.raises(CorruptBlock):
-        store.get_block(leaf)
-    path.unlink()
+        store.get_block(Cid.parse(leaf))
+    store.delete_blocks([Cid.parse(leaf)])
     with pytest.raises(MissingBlock):
-        store.get_block(leaf)
+        store.get_block(Cid.parse(leaf))
+
+
+def test_blocks_share_packs_across_writers_and_reopenings(store: Store, tmp_path: Path) -> None:
+    """Many small adds append to one pack, not a file (or pack) each."""
+    for n in range(20):
+        (tmp_path / f"small{n}").write_bytes(b"tiny %d" % n)
+        add_file(store, tmp_path / f"small{n}")
+    store.close()
+    with Store(store.data_dir) as reopened:
+        (tmp_path / "more").write_bytes(b"more")
+        added = add_file(reopened, tmp_path / "more")
+        assert reopened.get_block(added.root) == b"more"
+        assert len(reopened.blocks.packs.names()) == 1
+        assert reopened.fsck().clean
+
+
+def test_a_second_process_appends_to_its_own_pack(store: Store, tmp_path: Path) -> None:
+    """The pack being appended to is flocked: a concurrent store picks another one."""
+    store.put_block(Block(Cid.for_raw(b"first"), b"first"))
+    with Store(store.data_dir) as concurrent:
+        concurrent.put_block(Block(Cid.for_raw(b"second"), b"second"))
+        assert len(concurrent.blocks.packs.names()) == 2
+        assert concurrent.get_block(Cid.for_raw(b"first")) == b"first"
+    assert store.get_block(Cid.for_raw(b"second")) == b"second"
+    assert store.fsck().clean
+
+
+def test_bytes_a_crash_left_uncommitted_are_truncated_by_the_next_writer(
+    store: Store, tmp_path: Path
+) -> None:
+    store.put_block(Block(Cid.for_raw(b"kept"), b"kept"))
+    store.close()
+    (pack,) = store.blocks.packs.names()
+    with store.blocks.packs.path_of(pack).open("ab") as file:
+        file.write(b"\0\0\1\0half an entry")  # what a kill -9 mid-append leaves
+    with Store(store.data_dir) as reopened:
+        report = reopened.fsck()
+        assert report.clean
+        assert report.uncommitted_bytes > 0
+        reopened.put_block(Block(Cid.for_raw(b"next"), b"next"))
+        assert reopened.fsck().uncommitted_bytes == 0
+        assert reopened.get_block(Cid.for_raw(b"kept")) == b"kept"
 
 
 def test_fsck_finds_and_repairs_every_kind_of_damage(store: Store, tmp_path: Path) -> None:
@@ -101,29 +142,30 @@ def test_fsck_finds_and_repairs_every_kind_of_damage(store: Store, tmp_path: Pat
     result = add_file(store, tmp_path / "f")
     store.put_record(contribution("poem"))
     assert store.fsck().clean
-    cids = [cid for cid, _ in store.blocks.iter_cids() if cid is not None]
-    corrupt, missing = cids[0], cids[1]
-    store.blocks.path_of(corrupt).write_bytes(b"rot")
-    store.blocks.path_of(missing).unlink()
+    leaves = [cid for cid in indexed_blocks(store.data_dir.root) if cid.startswith("bafkrei")]
+    corrupt, missing = leaves[0], leaves[1]
+    corrupt_block(store.data_dir.root, corrupt)
+    with sqlite3.connect(store.data_dir.database) as db:  # an index row pointing nowhere
+        db.execute(
+            "UPDATE blocks SET offset = offset + 1 WHERE cid = ?", (Cid.parse(missing).to_bytes(),)
+        )
     (store.data_dir.blocks / "junk").write_bytes(b"")
-    unindexed = Cid.for_raw(b"unindexed")
-    store.blocks.write(Block(unindexed, b"unindexed"))
+    with sqlite3.connect(store.data_dir.database) as db:  # a committed entry with no row
+        db.execute("DELETE FROM blocks WHERE cid = ?", (result.root.to_bytes(),))
     report = store.fsck()
-    assert report.corrupt_blocks == [str(corrupt)]
-    assert report.missing_blocks == [str(missing)]
-    assert report.unindexed_blocks == [str(unindexed)]
+    assert report.corrupt_blocks == [corrupt]
+    assert report.missing_blocks == [missing]
+    assert report.unindexed_blocks == [str(result.root)]
     assert len(report.stray_files) == 1
     assert report.records_checked == 1
-    assert not report.clean
     assert report.problems == 3  # the unindexed block is valid: noted, not damage
     repaired = store.fsck(repair=True)
     assert repaired.problems == report.problems
     after = store.fsck()
     assert after.clean
     assert after.unindexed_blocks == []
-    assert store.has_block(unindexed)
-    assert not store.has_block(corrupt)
-    assert store.pins() == []
+    assert store.has_block(result.root)
+    assert not store.has_block(Cid.parse(corrupt))
     with pytest.raises(MissingBlock):  # the damaged blocks are gone, not served
         b"".join(iter_content(store, result.root))
 
@@ -148,3 +190,23 @@ async def test_store_serves_trio_worker_threads_concurrently(store: Store, tmp_p
         nursery.start_soon(publish)
     assert len(store.list_records(RecordFilter(limit=1000))) == 50
     assert store.fsck().clean
+
+
+def test_compaction_reclaims_deleted_blocks_and_keeps_the_rest(
+    store: Store, tmp_path: Path
+) -> None:
+    keep = [Block(Cid.for_raw(b"keep %d" % n), b"keep %d" % n) for n in range(5)]
+    drop = [Block(Cid.for_raw(b"drop %d" % n * 1000), b"drop %d" % n * 1000) for n in range(5)]
+    store.put_blocks(keep + drop)
+    (pack,) = store.blocks.packs.names()
+    assert store.delete_blocks(block.cid for block in drop) == 5
+    reclaimed = store.blocks.compact([pack])
+    assert reclaimed >= sum(len(block.data) for block in drop)
+    assert pack not in store.blocks.packs.names()
+    for block in keep:
+        assert store.get_block(block.cid) == block.data
+    for block in drop:
+        assert not store.has_block(block.cid)
+    assert store.fsck().clean
+    store.put_block(Block(Cid.for_raw(b"after"), b"after"))  # appending still works
+    assert store.get_block(Cid.for_raw(b"after")) == b"after"
