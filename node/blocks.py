@@ -183,17 +183,9 @@ class BlockStore:
         live = self._database.query(
             "SELECT cid, offset, size FROM blocks WHERE pack = ? ORDER BY offset", (old_id,)
         )
-        new_name = self.packs.new_name()
-        with self._database.transaction() as db:
-            new_id = db.execute(
-                "INSERT INTO packs (name, committed_size, created_ms) VALUES (?, 0, ?)",
-                (new_name, now_ms()),
-            ).lastrowid
-        new = self.packs.open_appender(new_name)
-        assert new is not None  # a fresh random name
-        assert new_id is not None
+        new_id, new = self._create_pack()
+        new_name = new.name
         try:
-            new.start_at(0)
             moves: list[tuple[int, int, bytes]] = []
             dropped: list[bytes] = []
             for key, offset, size in live:
@@ -264,6 +256,12 @@ class BlockStore:
             appender.start_at(row[0])  # read under the lock: nobody else can raise it now
             self._appender, self._appender_id = appender, pack_id
             return appender
+        pack_id, appender = self._create_pack()
+        self._appender, self._appender_id = appender, pack_id
+        return appender
+
+    def _create_pack(self) -> tuple[int, PackAppender]:
+        """A new, empty, locked pack and its id."""
         name = self.packs.new_name()
         with self._database.transaction() as db:  # the row comes first: fsck sees no stray file
             pack_id = db.execute(
@@ -274,8 +272,7 @@ class BlockStore:
         assert appender is not None  # a fresh random name
         assert pack_id is not None
         appender.start_at(0)
-        self._appender, self._appender_id = appender, pack_id
-        return appender
+        return pack_id, appender
 
     def _sync_appender(self) -> None:
         """fsync the current pack and record everything in it as committed."""
