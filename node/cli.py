@@ -10,9 +10,7 @@ line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
-import mimetypes
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,9 @@ import click
 
 from node import render
 from node.datadir import DataDir, DataDirError, default_data_dir
+from node.operations import DEFAULT_LICENSE, WorkFields, publish
 from node.store import NotFound, RecordFilter, Store
 from node.transfer import (
-    add_file,
     export_car,
     get_file,
     import_car,
@@ -42,11 +40,9 @@ from protocol.records import (
     InvalidRecord,
     Parent,
     RecordType,
-    sign_record,
     to_json,
 )
 
-DEFAULT_LICENSE = "CC-BY-SA-4.0"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -78,10 +74,6 @@ def settings() -> Settings:
     found = click.get_current_context().find_object(Settings)
     assert found is not None
     return found
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def parse_cid(text: str) -> Cid:
@@ -178,29 +170,21 @@ def publish_file(
             if path.exists()
             else FileNotFoundError(2, "No such file", str(path))
         )
-    guessed = mimetypes.guess_type(path.name)[0]
+    work = WorkFields(
+        title=title,
+        description=description,
+        license=license_id,
+        tags=tags,
+        media_type=media_type,
+        collab=Cid.parse(collab) if collab else None,
+        parents=parents,
+        upstream_bps=upstream_bps,
+    )
     with options.open_store() as store:
-        for parent in parents:
-            if not store.has_record(parent.record_id):
-                raise NotFound("parent record", parent.record_id)
         size = path.stat().st_size
         with render.progress_bar(f"adding {path.name}", size, quiet=options.json) as advance:
-            added = add_file(store, path, advance)
-        body = Contribution(
-            title=title if title is not None else path.name,
-            description=description,
-            content=added.root,
-            size=added.size,
-            media_type=media_type or guessed or "application/octet-stream",
-            license=license_id,
-            tags=tuple(dict.fromkeys(tags)),
-            parents=parents,
-            upstream_bps=upstream_bps,
-            collab=Cid.parse(collab) if collab else None,
-        )
-        record = sign_record(body, private_key=identity.private_key, created_ms=now_ms())
-        store.put_record(record)
-        store.pin(added.root, "own contribution")
+            published = publish(store, identity, path, work, advance)
+    record, added = published.record, published.added
     if options.json:
         render.print_json({"id": str(record.id), "content": str(added.root), "size": added.size})
         return
@@ -520,3 +504,6 @@ def describe(error: ProtocolError) -> str:
 def fail(message: str, code: int = EXIT_ERROR) -> None:
     sys.stderr.write(f"remixnet: error: {message}\n")
     sys.exit(code)
+
+
+from node import cli_daemon  # noqa: E402,F401  registers daemon, stop, status, rpc, events
