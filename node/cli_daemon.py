@@ -20,7 +20,7 @@ import click
 import trio
 
 from node import render
-from node.cli import cli, json_option, settings
+from node.cli import cli, json_option, no_daemon, settings
 from node.client import DaemonGone, RpcClient, connect_to_daemon
 from node.config import Config, ensure_config_file, load_config
 from node.daemon import Daemon, default_services
@@ -45,9 +45,7 @@ READY_SECONDS: Final = 60.0
 def require_daemon(data_dir: DataDir) -> RpcClient:
     client = connect_to_daemon(data_dir)
     if client is None:
-        raise click.ClickException(
-            f"no daemon is running on {data_dir.root} (start one with `remixnet daemon`)"
-        )
+        raise no_daemon(data_dir)
     return client
 
 

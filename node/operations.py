@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import mimetypes
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from node.datadir import Identity
 from node.store import NotFound, Store
-from node.transfer import Added, add_file, iter_content, resolve_content
-from protocol.cid import Cid
+from node.transfer import Added, add_file, resolve_content
+from protocol.cid import RAW, Cid
+from protocol.content import MAX_BLOCK_SIZE, MAX_DEPTH, InvalidDag, decode_file_node
 from protocol.records import Contribution, Parent, SignedRecord, sign_record, to_json
 
 DEFAULT_LICENSE = "CC-BY-SA-4.0"
@@ -47,6 +48,32 @@ class Published:
     added: Added
 
 
+# Stands in for the content while the fields are checked before a file is read.
+_NO_CONTENT = Cid.for_raw(b"")
+
+
+def contribution_for(work: WorkFields, file_name: str, content: Cid, size: int) -> Contribution:
+    """The contribution body for ``work`` about a file. Raises ``InvalidRecord``."""
+    guessed = mimetypes.guess_type(file_name)[0]
+    return Contribution(
+        title=work.title if work.title is not None else file_name,
+        description=work.description,
+        content=content,
+        size=size,
+        media_type=work.media_type or guessed or "application/octet-stream",
+        license=work.license,
+        tags=tuple(dict.fromkeys(work.tags)),
+        parents=work.parents,
+        upstream_bps=work.upstream_bps,
+        collab=work.collab,
+    )
+
+
+def check_work(work: WorkFields, file_name: str) -> None:
+    """Raise ``InvalidRecord`` now if ``work`` cannot be published, before any byte is read."""
+    contribution_for(work, file_name, _NO_CONTENT, 0)
+
+
 def check_parents(store: Store, parents: tuple[Parent, ...]) -> None:
     """Raise ``NotFound("parent record", id)`` unless every parent is in the store."""
     for parent in parents:
@@ -63,28 +90,18 @@ def publish(
 ) -> Published:
     """Import the file at ``path``, sign a contribution for it, store it and pin its content.
 
-    Parents must be in the store (``NotFound`` otherwise, before anything is
-    written). Raises ``FileNotFoundError``/``IsADirectoryError`` for a bad
-    path and ``InvalidRecord`` for fields a contribution cannot hold. Crash
-    safety is ``add_file``'s: repeating an interrupted publish completes it.
+    Parents must be in the store (``NotFound`` otherwise) and the fields must
+    make a valid contribution (``InvalidRecord`` otherwise), both checked
+    before the file is read. Raises ``FileNotFoundError``/``IsADirectoryError``
+    for a bad path. Crash safety is ``add_file``'s: repeating an interrupted
+    publish completes it.
     """
+    check_work(work, path.name)
     check_parents(store, work.parents)
     if path.is_dir():
         raise IsADirectoryError(21, "Is a directory (not a file)", str(path))
     added = add_file(store, path, on_progress)
-    guessed = mimetypes.guess_type(path.name)[0]
-    body = Contribution(
-        title=work.title if work.title is not None else path.name,
-        description=work.description,
-        content=added.root,
-        size=added.size,
-        media_type=work.media_type or guessed or "application/octet-stream",
-        license=work.license,
-        tags=tuple(dict.fromkeys(work.tags)),
-        parents=work.parents,
-        upstream_bps=work.upstream_bps,
-        collab=work.collab,
-    )
+    body = contribution_for(work, path.name, added.root, added.size)
     record = sign_record(body, private_key=identity.private_key, created_ms=now_ms())
     store.put_record(record)
     store.pin(added.root, "own contribution")
@@ -109,26 +126,80 @@ class ContentSlice:
 def read_content(store: Store, cid: Cid, offset: int, max_bytes: int) -> ContentSlice:
     """At most ``max_bytes`` of the content of ``cid`` (or of the record ``cid``) from ``offset``.
 
-    Every block read is verified. Reading from ``offset`` walks the file from
-    its start, so the cost grows with ``offset``: this is for previews and
-    small files, ``content.get`` is for whole large ones.
+    Every block read is verified; subtrees that lie wholly before ``offset``
+    are skipped by their declared sizes without being read, so reading a
+    slice costs the same wherever it is in the file: a client can read a
+    large file slice by slice.
     """
     root, _ = resolve_content(store, cid)
-    skipped = 0
     taken = bytearray()
-    pieces = iter_content(store, root)
+    pieces = iter_content_from(store, root, offset)
     for piece in pieces:
-        if skipped + len(piece) <= offset:
-            skipped += len(piece)
-            continue
-        start = max(0, offset - skipped)
-        skipped += start
         room = max_bytes - len(taken)
-        taken += piece[start : start + room]
+        taken += piece[:room]
         if len(taken) >= max_bytes:
-            eof = start + room >= len(piece) and next(pieces, None) is None
+            eof = room >= len(piece) and next(pieces, None) is None
             return ContentSlice(root, offset, bytes(taken), eof)
     return ContentSlice(root, offset, bytes(taken), True)
+
+
+def iter_content_from(store: Store, root: Cid, offset: int) -> Iterator[bytes]:
+    """The bytes of the file at ``root`` from ``offset`` on, as ``iter_file`` checks them.
+
+    Each block read is hashed against its CID (``BlockMismatch``) and each
+    node's children must hold exactly the sizes it announces (``InvalidDag``);
+    a child whose bytes all lie before ``offset`` is skipped unread. Empty
+    pieces are not yielded.
+    """
+    data = _fetch_block(store, root)
+    if root.codec == RAW:
+        if data[offset:]:
+            yield data[offset:]
+        return
+    node = decode_file_node(data)
+    skip = offset
+    if node.data[skip:]:
+        yield node.data[skip:]
+    skip = max(0, skip - len(node.data))
+    stack = [iter(zip(node.links, node.blocksizes, strict=True))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        link, expected_size = entry
+        if skip >= expected_size:
+            skip -= expected_size
+            continue
+        data = _fetch_block(store, link.cid)
+        if link.cid.codec == RAW:
+            if len(data) != expected_size:
+                raise InvalidDag(
+                    "blocksize-mismatch", f"{link.cid}: {len(data)} != {expected_size}"
+                )
+            if data[skip:]:
+                yield data[skip:]
+            skip = 0
+            continue
+        child = decode_file_node(data)
+        if child.filesize != expected_size:
+            raise InvalidDag(
+                "blocksize-mismatch", f"{link.cid}: {child.filesize} != {expected_size}"
+            )
+        if len(stack) >= MAX_DEPTH:
+            raise InvalidDag("too-deep", str(root))
+        if child.data[skip:]:
+            yield child.data[skip:]
+        skip = max(0, skip - len(child.data))
+        stack.append(iter(zip(child.links, child.blocksizes, strict=True)))
+
+
+def _fetch_block(store: Store, cid: Cid) -> bytes:
+    data = store.get_block(cid)
+    if len(data) > MAX_BLOCK_SIZE:
+        raise InvalidDag("block-too-large", str(len(data)))
+    cid.verify(data)  # records' bytes come from the database, not the verifying block store
+    return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -23,9 +24,11 @@ from rich.progress import (
 )
 from rich.tree import Tree
 
-from node.store import Store
 from protocol.cid import Cid
-from protocol.records import Contribution, SignedRecord, to_json
+from protocol.records import SignedRecord, to_json
+
+if TYPE_CHECKING:
+    from node.cli_backend import LineageGraph
 
 # Piped output is not cut to 80 columns: scripts get whole ids and titles.
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 100_000)
@@ -37,16 +40,8 @@ def print_json(value: object) -> None:
     sys.stdout.flush()
 
 
-@contextmanager
-def progress_bar(
-    description: str, total: int | None, *, quiet: bool
-) -> Iterator[Callable[[int], None]]:
-    """A byte-count progress bar on stderr; yields ``advance(n_bytes)``.
-
-    Hidden when ``quiet`` (``--json``) or when stderr is not a terminal. The
-    callback is thread-safe (rich locks), so a worker thread may call it.
-    """
-    progress = Progress(
+def _progress(quiet: bool) -> Progress:
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
@@ -56,7 +51,18 @@ def progress_bar(
         transient=True,
         disable=quiet or not stderr.is_terminal,
     )
-    with progress:
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: int | None, *, quiet: bool
+) -> Iterator[Callable[[int], None]]:
+    """A byte-count progress bar on stderr; yields ``advance(n_bytes)``.
+
+    Hidden when ``quiet`` (``--json``) or when stderr is not a terminal. The
+    callback is thread-safe (rich locks), so a worker thread may call it.
+    """
+    with _progress(quiet) as progress:
         task = progress.add_task(description, total=total)
 
         def advance(done: int) -> None:
@@ -65,13 +71,35 @@ def progress_bar(
         yield advance
 
 
+@contextmanager
+def progress_report(
+    description: str, *, quiet: bool
+) -> Iterator[Callable[[int, int | None], None]]:
+    """Like ``progress_bar``, but yields ``report(done, total)`` with cumulative counts.
+
+    That is the shape of the daemon's ``progress`` notifications; ``total``
+    None leaves the total as it was (unknown at first).
+    """
+    with _progress(quiet) as progress:
+        task = progress.add_task(description, total=None)
+
+        def report(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield report
+
+
 def record_title(record: SignedRecord) -> str:
-    body = record.body
-    for attribute in ("title", "name"):
-        value = getattr(body, attribute, None)
+    return view_title(to_json(record))
+
+
+def view_title(view: Mapping[str, Any]) -> str:
+    """A record view's title (or a profile's name), else its type."""
+    for key in ("title", "name"):
+        value = view.get(key)
         if isinstance(value, str):
             return value
-    return str(record.type)
+    return str(view.get("type"))
 
 
 def short_author(author_id: str) -> str:
@@ -81,15 +109,20 @@ def short_author(author_id: str) -> str:
 
 def print_records(records: list[SignedRecord]) -> None:
     """One line per record, like ``git log --oneline``: full id first, to copy."""
+    print_record_views([to_json(record) for record in records])
+
+
+def print_record_views(views: list[Mapping[str, Any]]) -> None:
+    """``print_records`` for record views (``to_json``, or what the daemon sends)."""
     rows = [
         (
-            str(record.id),
-            str(record.type),
-            record.body.media_type if isinstance(record.body, Contribution) else "-",
-            short_author(record.author_id),
-            record_title(record),
+            str(view["id"]),
+            str(view["type"]),
+            str(view["media_type"]) if view["type"] == "contribution" else "-",
+            short_author(str(view["author"])),
+            view_title(view),
         )
-        for record in records
+        for view in views
     ]
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
@@ -99,7 +132,12 @@ def print_records(records: list[SignedRecord]) -> None:
 
 def show_record(record: SignedRecord, remixed_by: int) -> None:
     """Print a record's fields as ``key  value`` lines, leaving out empty ones."""
-    view = {**to_json(record), "signature": "valid", "remixed_by": f"{remixed_by} record(s)"}
+    show_record_view(to_json(record), remixed_by)
+
+
+def show_record_view(record: Mapping[str, Any], remixed_by: int) -> None:
+    """``show_record`` for a record view (a verified record's ``to_json``)."""
+    view = {**record, "signature": "valid", "remixed_by": f"{remixed_by} record(s)"}
     shown = {key: value for key, value in view.items() if value not in (None, "", [])}
     width = max(len(key) for key in shown)
     for key, value in shown.items():
@@ -113,21 +151,23 @@ def show_record(record: SignedRecord, remixed_by: int) -> None:
         stdout.print(f"{key:<{width}}  {rendered}", markup=False)
 
 
-def lineage_tree(store: Store, root: Cid, depth: int) -> Tree:
-    """Ancestors (what it remixes) and descendants (its remixes) of a record."""
+def lineage_tree(graph: LineageGraph, depth: int) -> Tree:
+    """Ancestors (what it remixes) and descendants (its remixes) of ``graph.root``."""
 
     def label(record_id: Cid) -> str:
-        if not store.has_record(record_id):
+        view = graph.records.get(record_id)
+        if view is None:
             return f"{record_id} [dim](not in this store)[/dim]"
-        record = store.get_record(record_id)
-        title = _escape(record_title(record))
-        return f"[bold]{title}[/bold] {record_id} [dim]by {short_author(record.author_id)}[/dim]"
+        title = _escape(view_title(view))
+        author = short_author(str(view["author"]))
+        return f"[bold]{title}[/bold] {record_id} [dim]by {author}[/dim]"
 
+    root = graph.root
     tree = Tree(label(root))
     ancestors = tree.add("[cyan]remixes[/cyan]")
-    _grow(ancestors, root, lambda cid: [p for p, _ in store.parents_of(cid)], label, depth, set())
+    _grow(ancestors, root, graph.parents_of, label, depth, set())
     descendants = tree.add("[magenta]remixed by[/magenta]")
-    _grow(descendants, root, store.children_of, label, depth, set())
+    _grow(descendants, root, graph.children_of, label, depth, set())
     for branch in (ancestors, descendants):
         if not branch.children:
             branch.add("[dim](nothing)[/dim]")

@@ -7,15 +7,14 @@ Handlers live elsewhere (``node.rpc_methods``, ``node.rpc_server``, and the
 services that register their own methods with the daemon) and may only serve
 a method listed in ``METHODS``.
 
-To add a method: a frozen params dataclass whose fields are ``param(...)``,
-a ``MethodSpec`` in ``METHODS`` with the result's fields and an example, a
+To add a method: a frozen params dataclass whose fields are ``param(...)``
+(in ``node.rpc_params``), a ``MethodSpec`` in ``METHODS`` with the result's fields and an example, a
 handler registered with ``MethodRegistry.register``, then regenerate the docs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Final
 
 from node.jsonrpc import (
@@ -25,7 +24,21 @@ from node.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
 )
-from node.operations import DEFAULT_LICENSE
+from node.rpc_params import (
+    AddParams,
+    AuthenticateParams,
+    CatParams,
+    ExportParams,
+    FsckParams,
+    GetParams,
+    ImportParams,
+    LineageParams,
+    ListParams,
+    PinsParams,
+    RecordParams,
+    SubscribeParams,
+    UnsubscribeParams,
+)
 from node.rpc_schema import (
     DATA_DIR,
     FILE_ERROR,
@@ -35,38 +48,12 @@ from node.rpc_schema import (
     NOT_FOUND,
     TOO_MANY_CONNECTIONS,
     UNAUTHORIZED,
-    AbsolutePath,
-    AuthorText,
-    Boolean,
-    Choice,
-    CidText,
     ErrorSpec,
     EventSpec,
     Example,
-    Integer,
-    ListOf,
     MethodSpec,
-    Nullable,
-    ParentRef,
     ResultField,
-    Text,
-    param,
 )
-from protocol.cid import Cid
-from protocol.records import (
-    MAX_DESCRIPTION_CHARS,
-    MAX_LICENSE_CHARS,
-    MAX_MEDIA_TYPE_CHARS,
-    MAX_PARENTS,
-    MAX_TAG_CHARS,
-    MAX_TAGS,
-    MAX_TITLE_CHARS,
-    Parent,
-    RecordType,
-)
-
-MAX_CAT_BYTES: Final = 1 << 20
-DEFAULT_CAT_BYTES: Final = 64 * 1024
 
 # Notifications the server sends (the "method" of a server-to-client notification).
 PROGRESS_NOTIFICATION: Final = "progress"
@@ -137,151 +124,12 @@ ERRORS: Final = (
 
 
 # --- params ------------------------------------------------------------------
-
-_ID = CidText()
-_LINE_TAG = Text(MAX_TAG_CHARS, non_empty=True)
+# The params of most methods are in node.rpc_params.
 
 
 @dataclass(frozen=True, slots=True)
 class NoParams:
     """A method without params."""
-
-
-@dataclass(frozen=True, slots=True)
-class AddParams:
-    path: Path = field(metadata=param(AbsolutePath(), "The file to import (read by the daemon)."))
-    title: str | None = field(
-        default=None, metadata=param(Nullable(Text(MAX_TITLE_CHARS)), "Title; null: the file name.")
-    )
-    description: str = field(default="", metadata=param(Text(MAX_DESCRIPTION_CHARS), "Free text."))
-    license: str = field(
-        default=DEFAULT_LICENSE, metadata=param(Text(MAX_LICENSE_CHARS), "SPDX license id.")
-    )
-    tags: tuple[str, ...] = field(default=(), metadata=param(ListOf(_LINE_TAG, MAX_TAGS), "Tags."))
-    media_type: str | None = field(
-        default=None,
-        metadata=param(
-            Nullable(Text(MAX_MEDIA_TYPE_CHARS)), "MIME type; null: guessed from the file name."
-        ),
-    )
-    collab: Cid | None = field(
-        default=None, metadata=param(Nullable(_ID), "Id of the collab this answers.")
-    )
-    parents: tuple[Parent, ...] = field(
-        default=(),
-        metadata=param(
-            ListOf(ParentRef(), MAX_PARENTS),
-            "The works this remixes (a remix when not empty); weights all given or all null.",
-        ),
-    )
-    upstream_bps: int | None = field(
-        default=None,
-        metadata=param(
-            Nullable(Integer(0, 10_000)),
-            "Basis points of credit passed to the parents; null: 5000 (0 without parents).",
-        ),
-    )
-    progress: bool = field(
-        default=False, metadata=param(Boolean(), "Send `progress` notifications.")
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class GetParams:
-    cid: Cid = field(metadata=param(_ID, "A content CID, or a record id meaning its content."))
-    path: Path = field(
-        metadata=param(
-            AbsolutePath(), "Where to write the file; replaced atomically when complete."
-        )
-    )
-    progress: bool = field(
-        default=False, metadata=param(Boolean(), "Send `progress` notifications.")
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class CatParams:
-    cid: Cid = field(metadata=param(_ID, "A content CID, or a record id meaning its content."))
-    offset: int = field(default=0, metadata=param(Integer(0, 2**53 - 1), "First byte to return."))
-    max_bytes: int = field(
-        default=DEFAULT_CAT_BYTES,
-        metadata=param(Integer(1, MAX_CAT_BYTES), "At most this many bytes."),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RecordParams:
-    id: Cid = field(metadata=param(_ID, "A record id."))
-
-
-@dataclass(frozen=True, slots=True)
-class ListParams:
-    author: str | None = field(
-        default=None, metadata=param(Nullable(AuthorText()), "Only this author's records.")
-    )
-    tag: str | None = field(
-        default=None, metadata=param(Nullable(_LINE_TAG), "Only records with this tag.")
-    )
-    media_type: str | None = field(
-        default=None,
-        metadata=param(
-            Nullable(Text(MAX_MEDIA_TYPE_CHARS, non_empty=True)),
-            'Exact MIME type, or "image/*" for a whole kind.',
-        ),
-    )
-    type: str | None = field(
-        default=None,
-        metadata=param(Nullable(Choice(tuple(t.value for t in RecordType))), "Record type."),
-    )
-    title: str | None = field(
-        default=None,
-        metadata=param(Nullable(Text(MAX_TITLE_CHARS, non_empty=True)), "Text the title contains."),
-    )
-    collab: Cid | None = field(
-        default=None, metadata=param(Nullable(_ID), "Only answers to this collab.")
-    )
-    limit: int = field(
-        default=100, metadata=param(Integer(1, 10_000), "At most this many records.")
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LineageParams:
-    id: Cid = field(metadata=param(_ID, "A record id."))
-    depth: int = field(default=50, metadata=param(Integer(1, 1000), "Generations to follow."))
-    limit: int = field(
-        default=1000, metadata=param(Integer(1, 10_000), "At most this many records.")
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class PinsParams:
-    limit: int = field(
-        default=10_000, metadata=param(Integer(1, 100_000), "At most this many pins.")
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SubscribeParams:
-    events: tuple[str, ...] | None = field(
-        default=None,
-        metadata=param(
-            Nullable(ListOf(Text(64, non_empty=True), 64)),
-            "Event names (see Events); null: all of them.",
-        ),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class UnsubscribeParams:
-    subscription: int = field(
-        metadata=param(Integer(1, 2**53 - 1), "What `events.subscribe` returned.")
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AuthenticateParams:
-    token: str = field(metadata=param(Text(1024, non_empty=True), "The content of the token file."))
 
 
 # --- examples ------------------------------------------------------------------
@@ -422,7 +270,57 @@ CONTENT_CAT: Final = MethodSpec(
         {"content": _POEM_CONTENT, "offset": 0, "data": "c25vdw==", "bytes": 4, "eof": False},
     ),
     errors=(NOT_FOUND, INTEGRITY, INVALID_INPUT),
-    notes="Reading from an offset walks the file from its start: use `content.get` for big files.",
+    notes=(
+        "The slice is found by the sizes the file's DAG records, so a slice costs the same"
+        " wherever it is: a client can read a large file slice by slice (`remixnet cat` does)."
+        " `content.get` writes a whole file faster."
+    ),
+)
+
+CAR_EXPORT: Final = MethodSpec(
+    name="car.export",
+    params=ExportParams,
+    summary="Write a record, its ancestors' records and all their content to a CARv1 file.",
+    result=(
+        ResultField("root", "CID", "The record id, the CAR's single root."),
+        ResultField("path", "string", "The file written."),
+        ResultField("blocks", "integer", "Blocks written (records and content)."),
+    ),
+    example=Example(
+        {"id": _POEM, "path": "/home/ada/poem.car"},
+        {"root": _POEM, "path": "/home/ada/poem.car", "blocks": 2},
+    ),
+    errors=(NOT_FOUND, INTEGRITY, FILE_ERROR),
+    long_running=True,
+    notes="Progress counts content bytes written; the total is not known in advance.",
+)
+
+CAR_IMPORT: Final = MethodSpec(
+    name="car.import",
+    params=ImportParams,
+    summary="Import a CARv1 file, verifying every block and record; pin complete content.",
+    result=(
+        ResultField("roots", "[CID]", "The roots the CAR's header names."),
+        ResultField("records", "integer", "Records in the CAR (each verified)."),
+        ResultField("blocks", "integer", "Blocks in the CAR, records included."),
+        ResultField(
+            "incomplete",
+            "[CID]",
+            "Content roots of imported works whose blocks the CAR and this node do not all"
+            " hold (a CAR cut short); not pinned.",
+        ),
+    ),
+    example=Example(
+        {"path": "/home/ada/poem.car"},
+        {"roots": [_POEM], "records": 1, "blocks": 2, "incomplete": []},
+    ),
+    errors=(FILE_ERROR, INVALID_INPUT, INTEGRITY),
+    long_running=True,
+    notes=(
+        "Emits `record.added` (origin `import`) for each record this node did not hold."
+        " Stops at the first block that fails verification, which is never stored."
+        " Progress counts bytes read from the file."
+    ),
 )
 
 RECORDS_GET: Final = MethodSpec(
@@ -491,6 +389,45 @@ PINS_LIST: Final = MethodSpec(
     ),
 )
 
+STORE_FSCK: Final = MethodSpec(
+    name="store.fsck",
+    params=FsckParams,
+    summary="Verify every block against its CID and every record's signature.",
+    result=(
+        ResultField("clean", "boolean", "True when nothing is damaged."),
+        ResultField("blocks_checked", "integer", "Pack entries read and hashed."),
+        ResultField("records_checked", "integer", "Records decoded and verified."),
+        ResultField("repaired", "boolean", "True when `repair` was asked."),
+        ResultField("corrupt_blocks", "[string]", "CIDs (or `pack@offset`) whose bytes are bad."),
+        ResultField("missing_blocks", "[CID]", "Indexed blocks whose bytes are gone."),
+        ResultField("stray_files", "[string]", "Files in the block directory that are no pack."),
+        ResultField("bad_records", "[CID]", "Records that no longer decode or verify."),
+        ResultField(
+            "unindexed_blocks",
+            "[CID]",
+            "Valid blocks an interrupted command left unindexed (not damage).",
+        ),
+        ResultField("uncommitted_bytes", "integer", "Bytes beyond the packs' committed ends."),
+    ),
+    example=Example(
+        {"repair": False},
+        {
+            "clean": True,
+            "blocks_checked": 2,
+            "records_checked": 2,
+            "repaired": False,
+            "corrupt_blocks": [],
+            "missing_blocks": [],
+            "stray_files": [],
+            "bad_records": [],
+            "unindexed_blocks": [],
+            "uncommitted_bytes": 0,
+        },
+    ),
+    long_running=True,
+    notes="Progress counts block bytes checked out of all the packs hold.",
+)
+
 EVENTS_SUBSCRIBE: Final = MethodSpec(
     name="events.subscribe",
     params=SubscribeParams,
@@ -531,11 +468,14 @@ METHODS: Final[tuple[MethodSpec[Any], ...]] = (
     CONTENT_ADD,
     CONTENT_GET,
     CONTENT_CAT,
+    CAR_EXPORT,
+    CAR_IMPORT,
     RECORDS_GET,
     RECORDS_LIST,
     LINEAGE_ANCESTORS,
     LINEAGE_DESCENDANTS,
     PINS_LIST,
+    STORE_FSCK,
     EVENTS_SUBSCRIBE,
     EVENTS_UNSUBSCRIBE,
     RPC_AUTHENTICATE,
@@ -547,10 +487,14 @@ METHODS_BY_NAME: Final[dict[str, MethodSpec[Any]]] = {spec.name: spec for spec i
 
 RECORD_ADDED: Final = EventSpec(
     name="record.added",
-    summary="A record was stored (published here, or received from a peer).",
+    summary="A record was stored (published here, imported, or received from a peer).",
     data=(
         ResultField("record", "record", "The record view (see Records)."),
-        ResultField("origin", "string", '"local", or the PeerID it came from.'),
+        ResultField(
+            "origin",
+            "string",
+            '"local" (published here), "import" (from a CAR file), or the PeerID it came from.',
+        ),
     ),
     example={"record": _POEM_RECORD, "origin": "local"},
 )
@@ -559,8 +503,12 @@ PROGRESS_EVENT: Final = EventSpec(
     name="progress",
     summary="A long operation advanced (at most ~10 per second per operation).",
     data=(
-        ResultField("operation", "string", 'The method: "content.add", "content.get".'),
-        ResultField("target", "string", "The file path or CID being processed."),
+        ResultField(
+            "operation",
+            "string",
+            'The method: "content.add", "content.get", "car.export", "car.import", "store.fsck".',
+        ),
+        ResultField("target", "string", "The file, CID or data directory being processed."),
         ResultField("done", "integer", "Bytes done so far."),
         ResultField("total", "integer or null", "Bytes in all, when known."),
     ),

@@ -1,7 +1,8 @@
-"""Handlers of the store's JSON-RPC methods: content, records, lineage, pins.
+"""Handlers of the store's JSON-RPC methods: content, CAR files, records, lineage, pins, fsck.
 
 Every handler reaches the (blocking) store through ``trio.to_thread.run_sync``
-only. Long operations (``content.add``, ``content.get``) run through
+only. Long operations (``content.add``, ``content.get``, ``car.export``,
+``car.import``, ``store.fsck``) run through
 ``run_with_progress``: the worker thread counts bytes, a trio task reports
 them at most ten times a second (to the caller when it asked for progress,
 and to ``progress`` subscribers), and cancelling the call (the client left,
@@ -30,6 +31,8 @@ from node.operations import (
     record_view,
 )
 from node.rpc_api import (
+    CAR_EXPORT,
+    CAR_IMPORT,
     CONTENT_ADD,
     CONTENT_CAT,
     CONTENT_GET,
@@ -39,9 +42,15 @@ from node.rpc_api import (
     RECORD_ADDED,
     RECORDS_GET,
     RECORDS_LIST,
+    STORE_FSCK,
+)
+from node.rpc_params import (
     AddParams,
     CatParams,
+    ExportParams,
+    FsckParams,
     GetParams,
+    ImportParams,
     LineageParams,
     ListParams,
     PinsParams,
@@ -49,7 +58,7 @@ from node.rpc_api import (
 )
 from node.rpc_server import Call, MethodRegistry
 from node.store import RecordFilter, Store
-from node.transfer import get_file, resolve_content
+from node.transfer import export_car, get_file, import_car, resolve_content
 from protocol.cid import Cid
 from protocol.identity import public_key_of
 from protocol.records import Contribution, RecordType, to_json
@@ -144,11 +153,14 @@ class StoreMethods:
         registry.register(CONTENT_ADD, self.content_add)
         registry.register(CONTENT_GET, self.content_get)
         registry.register(CONTENT_CAT, self.content_cat)
+        registry.register(CAR_EXPORT, self.car_export)
+        registry.register(CAR_IMPORT, self.car_import)
         registry.register(RECORDS_GET, self.records_get)
         registry.register(RECORDS_LIST, self.records_list)
         registry.register(LINEAGE_ANCESTORS, self.lineage_ancestors)
         registry.register(LINEAGE_DESCENDANTS, self.lineage_descendants)
         registry.register(PINS_LIST, self.pins_list)
+        registry.register(STORE_FSCK, self.store_fsck)
 
     async def content_add(self, params: AddParams, call: Call) -> dict[str, object]:
         work = WorkFields(
@@ -208,6 +220,38 @@ class StoreMethods:
             "eof": piece.eof,
         }
 
+    async def car_export(self, params: ExportParams, call: Call) -> dict[str, object]:
+        blocks = await run_with_progress(
+            lambda advance: export_car(self.store, params.id, params.path, advance),
+            call=call,
+            events=self.events,
+            operation=CAR_EXPORT.name,
+            target=str(params.id),
+            total=None,
+            to_caller=params.progress,
+        )
+        return {"root": str(params.id), "path": str(params.path), "blocks": blocks}
+
+    async def car_import(self, params: ImportParams, call: Call) -> dict[str, object]:
+        status = await trio.to_thread.run_sync(params.path.stat)
+        imported = await run_with_progress(
+            lambda advance: import_car(self.store, params.path, advance),
+            call=call,
+            events=self.events,
+            operation=CAR_IMPORT.name,
+            target=str(params.path),
+            total=status.st_size if stat.S_ISREG(status.st_mode) else None,
+            to_caller=params.progress,
+        )
+        for record in imported.new_records:
+            self.events.publish(RECORD_ADDED.name, {"record": to_json(record), "origin": "import"})
+        return {
+            "roots": [str(root) for root in imported.roots],
+            "records": imported.records,
+            "blocks": imported.blocks,
+            "incomplete": [str(root) for root in imported.incomplete],
+        }
+
     async def records_get(self, params: RecordParams, call: Call) -> dict[str, object]:
         view = await trio.to_thread.run_sync(record_view, self.store, params.id)
         remixed_by = view.pop("remixed_by")
@@ -248,6 +292,30 @@ class StoreMethods:
         return {
             "pins": [{"cid": str(cid), "reason": reason} for cid, reason in pins[: params.limit]],
             "truncated": len(pins) > params.limit,
+        }
+
+    async def store_fsck(self, params: FsckParams, call: Call) -> dict[str, object]:
+        statistics = await trio.to_thread.run_sync(self.store.statistics)
+        report = await run_with_progress(
+            lambda advance: self.store.fsck(repair=params.repair, on_progress=advance),
+            call=call,
+            events=self.events,
+            operation=STORE_FSCK.name,
+            target=str(self.store.data_dir.root),
+            total=statistics["block_bytes"],
+            to_caller=params.progress,
+        )
+        return {
+            "clean": report.clean,
+            "blocks_checked": report.blocks_checked,
+            "records_checked": report.records_checked,
+            "repaired": report.repaired,
+            "corrupt_blocks": report.corrupt_blocks,
+            "missing_blocks": report.missing_blocks,
+            "stray_files": report.stray_files,
+            "bad_records": report.bad_records,
+            "unindexed_blocks": report.unindexed_blocks,
+            "uncommitted_bytes": report.uncommitted_bytes,
         }
 
 

@@ -65,10 +65,8 @@ from node.rpc_api import (
     METHODS_BY_NAME,
     PROGRESS_NOTIFICATION,
     RPC_AUTHENTICATE,
-    AuthenticateParams,
-    SubscribeParams,
-    UnsubscribeParams,
 )
+from node.rpc_params import AuthenticateParams, SubscribeParams, UnsubscribeParams
 from node.rpc_schema import (
     MESSAGE_TOO_LARGE,
     NOT_FOUND,

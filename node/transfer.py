@@ -158,6 +158,7 @@ class Imported:
     # does not hold completely: CARv1 has no end marker, so a CAR cut between two
     # sections is well-formed but short. Those roots are not pinned.
     incomplete: tuple[Cid, ...]
+    new_records: tuple[SignedRecord, ...] = ()  # the records this store did not hold before
 
 
 def import_car(store: Store, source: Path, on_progress: Progress) -> Imported:
@@ -187,15 +188,17 @@ def import_car(store: Store, source: Path, on_progress: Progress) -> Imported:
                 writer.put(item)  # the decoder verified it against its CID
         decoder.finish()
     incomplete: list[Cid] = []
+    new_records: list[SignedRecord] = []
     for record in records:
-        store.put_record(record)
+        if store.put_record(record):
+            new_records.append(record)
         if not isinstance(record.body, Contribution):
             continue
         if content_is_complete(store, record.body.content):
             store.pin(record.body.content, f"import {source.name}")
         elif record.body.content not in incomplete:
             incomplete.append(record.body.content)
-    return Imported(roots, len(records), blocks, tuple(incomplete))
+    return Imported(roots, len(records), blocks, tuple(incomplete), tuple(new_records))
 
 
 def content_is_complete(store: Store, root: Cid) -> bool:

@@ -34,9 +34,10 @@ class CliResult:
 
 @dataclass
 class Cli:
-    """Runs ``remixnet`` in a subprocess against one data directory."""
+    """Runs ``remixnet`` in a subprocess against one data directory (from ``cwd``, if given)."""
 
     data_dir: Path
+    cwd: Path | None = None
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -52,6 +53,7 @@ class Cli:
         completed = subprocess.run(
             self.command(*args),
             env=self.environment(),
+            cwd=self.cwd,
             input=stdin,
             capture_output=True,
             timeout=300,

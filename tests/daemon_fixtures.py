@@ -50,6 +50,14 @@ def write_test_config(data_dir: Path, extra: str = "") -> None:
 
 
 @dataclass
+class OnlineCli(Cli):
+    """Runs ``remixnet --online …``: a command that does not go through the daemon fails."""
+
+    def command(self, *args: str | Path) -> list[str]:
+        return super().command("--online", *args)
+
+
+@dataclass
 class DaemonProcess:
     """``remixnet daemon`` in a subprocess; ``start`` returns when it is ready."""
 

@@ -1,10 +1,18 @@
-"""The ``remixnet`` CLI end to end, in subprocesses, on temporary data directories."""
+"""The ``remixnet`` CLI end to end, in subprocesses, on temporary data directories.
+
+Each scenario runs twice: offline (no daemon: the CLI works on the store) and
+through a daemon running on the same data directory (``remixnet --online``, so
+a command that did not reach the daemon fails). The expectations are the same.
+"""
 
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
+
+import pytest
 
 from tests.conftest import (
     Cli,
@@ -13,8 +21,51 @@ from tests.conftest import (
     indexed_blocks,
     write_random_file,
 )
+from tests.daemon_fixtures import DaemonProcess, OnlineCli, write_test_config
 
 CHUNK = 262_144
+
+
+class Nodes:
+    """Initialised nodes of one test, each with a running daemon in ``daemon`` mode."""
+
+    def __init__(self, root: Path, mode: str) -> None:
+        self.root = root
+        self.mode = mode
+        self.daemons: list[DaemonProcess] = []
+
+    def __call__(self, name: str) -> Cli:
+        offline = Cli(self.root / name)
+        offline.run("init")
+        if self.mode == "offline":
+            return offline
+        write_test_config(offline.data_dir)
+        daemon = DaemonProcess(offline)
+        self.daemons.append(daemon)
+        daemon.start()
+        return OnlineCli(offline.data_dir)
+
+    def stop(self) -> None:
+        """Stop every daemon; each must exit cleanly (nothing crashed it)."""
+        try:
+            for daemon in self.daemons:
+                assert daemon.stop() == 0, daemon.log()
+        finally:
+            for daemon in self.daemons:
+                daemon.kill()
+
+
+@pytest.fixture(params=["offline", pytest.param("daemon", marks=pytest.mark.slow)])
+def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nodes]:
+    made = Nodes(tmp_path, request.param)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def node(nodes: Nodes) -> Cli:
+    """An initialised node: offline, or with a daemon that every command goes through."""
+    return nodes("node")
 
 
 def added(cli: Cli, *args: str | Path) -> dict[str, Any]:
@@ -32,8 +83,8 @@ def test_init_creates_a_private_identity_once(cli: Cli) -> None:
     assert cli.run("id").text.strip() == first["author"]
 
 
-def test_add_show_cat_get_round_trip(initialised_cli: Cli, tmp_path: Path) -> None:
-    cli = initialised_cli
+def test_add_show_cat_get_round_trip(node: Cli, tmp_path: Path) -> None:
+    cli = node
     poem = tmp_path / "poem.txt"
     data = write_random_file(poem, 3 * CHUNK + 17)
     result = added(cli, "add", poem, "--title", "Winter poem", "--tag", "poetry", "--tag", "winter")
@@ -53,10 +104,12 @@ def test_add_show_cat_get_round_trip(initialised_cli: Cli, tmp_path: Path) -> No
     assert out.read_bytes() == data
     assert not [p for p in out.parent.iterdir() if p.name != "copy.txt"]  # no temp file left
     assert "Winter poem" in cli.run("show", result["id"]).text
+    author = cast(dict[str, Any], cli.json("id"))["author"]
+    assert shown["author"] == author == cli.run("id").text.strip()
 
 
-def test_remix_lineage_and_filters(initialised_cli: Cli, tmp_path: Path) -> None:
-    cli = initialised_cli
+def test_remix_lineage_and_filters(node: Cli, tmp_path: Path) -> None:
+    cli = node
     (tmp_path / "poem.txt").write_text("snow on snow")
     (tmp_path / "sketch.png").write_bytes(b"\x89PNG fake drawing")
     (tmp_path / "score.mp3").write_bytes(b"ID3 music")
@@ -101,8 +154,10 @@ def test_remix_lineage_and_filters(initialised_cli: Cli, tmp_path: Path) -> None
     assert "Drawing" in cli.run("ls").text
 
 
-def test_export_import_round_trip_into_another_node(initialised_cli: Cli, tmp_path: Path) -> None:
-    cli = initialised_cli
+def test_export_import_round_trip_into_another_node(
+    nodes: Nodes, node: Cli, tmp_path: Path
+) -> None:
+    cli = node
     data = write_random_file(tmp_path / "film.bin", 2 * CHUNK + 5, seed=1)
     (tmp_path / "poem.txt").write_text("a poem")
     poem = added(cli, "add", tmp_path / "poem.txt")
@@ -111,8 +166,7 @@ def test_export_import_round_trip_into_another_node(initialised_cli: Cli, tmp_pa
     exported = cast(dict[str, Any], cli.json("export", film["id"], "-o", car))
     assert exported["blocks"] >= 2 + 3  # two records, the film's leaves and root, the poem
 
-    other = Cli(tmp_path / "other")
-    other.run("init")
+    other = nodes("other")
     imported = cast(dict[str, Any], other.json("import", car))
     assert imported["roots"] == [film["id"]]
     assert imported["records"] == 2
@@ -124,10 +178,8 @@ def test_export_import_round_trip_into_another_node(initialised_cli: Cli, tmp_pa
     assert cast(dict[str, Any], other.json("fsck"))["clean"] is True
 
 
-def test_corrupt_block_is_named_by_fsck_and_never_served(
-    initialised_cli: Cli, tmp_path: Path
-) -> None:
-    cli = initialised_cli
+def test_corrupt_block_is_named_by_fsck_and_never_served(node: Cli, tmp_path: Path) -> None:
+    cli = node
     write_random_file(tmp_path / "a.bin", 2 * CHUNK + 1, seed=2)
     work = added(cli, "add", tmp_path / "a.bin")
     assert cast(dict[str, Any], cli.json("fsck"))["clean"] is True
@@ -157,10 +209,15 @@ def test_corrupt_block_is_named_by_fsck_and_never_served(
     assert cli.run("cat", work["content"]).stdout == (tmp_path / "a.bin").read_bytes()
 
 
-def test_user_errors_are_one_line_with_nonzero_exit(cli: Cli, tmp_path: Path) -> None:
+def test_commands_before_init_fail_with_one_line(cli: Cli, tmp_path: Path) -> None:
     assert "not initialised" in cli.fail("add", tmp_path / "nothing.txt").stderr
     assert "not initialised" in cli.fail("ls").stderr
-    cli.run("init")
+    assert "not initialised" in cli.fail("id").stderr
+    assert "no daemon is running" in cli.fail("--online", "ls").stderr
+
+
+def test_user_errors_are_one_line_with_nonzero_exit(node: Cli, tmp_path: Path) -> None:
+    cli = node
     assert "No such file" in cli.fail("add", tmp_path / "nothing.txt").stderr
     assert "not a file" in cli.fail("add", tmp_path).stderr
     assert "bad-cid-text" in cli.fail("show", "not-a-cid").stderr
@@ -178,10 +235,10 @@ def test_user_errors_are_one_line_with_nonzero_exit(cli: Cli, tmp_path: Path) ->
 
 
 def test_import_of_a_car_cut_between_sections_reports_missing_content(
-    initialised_cli: Cli, tmp_path: Path
+    nodes: Nodes, node: Cli, tmp_path: Path
 ) -> None:
     """CARv1 has no end marker: a CAR cut at a section boundary parses but is short."""
-    cli = initialised_cli
+    cli = node
     write_random_file(tmp_path / "film.bin", 3 * CHUNK, seed=3)
     film = added(cli, "add", tmp_path / "film.bin")
     car = tmp_path / "film.car"
@@ -190,8 +247,7 @@ def test_import_of_a_car_cut_between_sections_reports_missing_content(
     # Sections: header, record, root node, 3 leaves. Keep all but the last leaf.
     cut = tmp_path / "cut.car"
     cut.write_bytes(whole[: len(whole) - (3 + 36 + CHUNK)])  # varint, CID, leaf
-    other = Cli(tmp_path / "other")
-    other.run("init")
+    other = nodes("other")
     failed = other.fail("import", cut)
     assert "truncated" in failed.stderr
     assert film["content"] in failed.stderr

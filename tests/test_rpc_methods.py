@@ -22,9 +22,12 @@ from node.daemon import Daemon
 from node.daemon_process import rpc_socket_path
 from node.datadir import DataDir
 from node.jsonrpc import RpcError
+from node.operations import WorkFields, publish
 from node.rpc_api import METHODS, METHODS_BY_NAME
 from node.rpc_methods import PROGRESS_INTERVAL
-from tests.conftest import write_random_file
+from node.store import Store
+from node.transfer import export_car
+from tests.conftest import corrupt_block, indexed_blocks, write_random_file
 from tests.daemon_fixtures import SEED, loopback_config, open_raw, rpc_daemon  # noqa: F401
 
 CHUNK = 262_144
@@ -107,6 +110,72 @@ async def test_add_read_list_and_lineage(rpc_daemon: Daemon, tmp_path: Path) -> 
 
         pins = await call(client, "pins.list")
         assert {pin["cid"] for pin in pins["pins"]} == {poem["content"], remix["content"]}
+
+
+def ignore_progress(done: int) -> None:
+    pass
+
+
+async def test_car_export_import_and_fsck(rpc_daemon: Daemon, tmp_path: Path) -> None:  # noqa: F811
+    # A CAR made by another node (another key), straight from its store.
+    other = DataDir(tmp_path / "other")
+    other.init(seed=bytes(32))
+    (tmp_path / "gift.txt").write_text("a gift")
+    with Store(other) as store:
+        identity = other.load_identity()
+        gift = publish(store, identity, tmp_path / "gift.txt", WorkFields(), ignore_progress)
+        export_car(store, gift.record.id, tmp_path / "gift.car", ignore_progress)
+    write_random_file(tmp_path / "film.bin", 2 * CHUNK + 1, seed=7)
+    path = socket_of(rpc_daemon)
+    async with open_trio_client(path) as client, open_trio_client(path) as listener:
+        await listener.call("events.subscribe", {"events": ["record.added"]})
+        imported = await call(client, "car.import", {"path": str(tmp_path / "gift.car")})
+        assert imported == {
+            "roots": [str(gift.record.id)],
+            "records": 1,
+            "blocks": 2,
+            "incomplete": [],
+        }
+        with trio.fail_after(10):
+            event = await listener.events.receive()
+        assert event["data"]["origin"] == "import"
+        assert event["data"]["record"]["id"] == str(gift.record.id)
+        await call(client, "car.import", {"path": str(tmp_path / "gift.car")})  # nothing new
+        await listener.call("node.status")  # an event sent before this would have arrived
+        with trio.move_on_after(0.3) as nothing:
+            await listener.events.receive()
+        assert nothing.cancelled_caught
+
+        film = await call(
+            client,
+            "content.add",
+            {"path": str(tmp_path / "film.bin"), "parents": [{"id": str(gift.record.id)}]},
+        )
+        car = tmp_path / "film.car"
+        exported = await call(client, "car.export", {"id": film["id"], "path": str(car)})
+        assert exported == {"root": film["id"], "path": str(car), "blocks": 2 + 4 + 1}
+        assert car.read_bytes().count(b"a gift") == 1  # the ancestor's content travels too
+
+        checked = await call(client, "store.fsck")
+        assert checked["clean"] is True
+        assert checked["records_checked"] == 2
+        leaf = next(
+            cid for cid in indexed_blocks(rpc_daemon.data_dir.root) if cid.startswith("bafkrei")
+        )
+        corrupt_block(rpc_daemon.data_dir.root, leaf)
+        damaged = await call(client, "store.fsck", [False])
+        assert (damaged["clean"], damaged["corrupt_blocks"]) == (False, [leaf])
+        repaired = await call(client, "store.fsck", {"repair": True})
+        assert repaired["repaired"] is True
+        assert (await call(client, "store.fsck"))["clean"] is True
+        with pytest.raises(RpcError) as caught:
+            await client.call("car.export", {"id": film["id"], "path": str(car)})
+        assert (caught.value.code, caught.value.data) == (-32002, {"what": "block", "name": leaf})
+        with pytest.raises(RpcError) as caught:
+            await client.call("car.import", {"path": str(tmp_path / "film.bin")})
+        assert caught.value.code == -32001
+        assert isinstance(caught.value.data, dict)
+        assert caught.value.data["error"] == "InvalidCar"
 
 
 async def test_errors_carry_documented_codes_and_data(
