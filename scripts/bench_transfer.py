@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Block exchange benchmark (issue 3): fetching between separate processes on loopback.
+
+Prints, measured in this one run (each throughput is the median of
+``--repeat`` runs or more, ours and the baseline interleaved so that both see
+the same machine; every run's figure goes to stderr):
+
+* MB/s of fetching a 256 MiB file from one provider process (every block
+  verified and durably stored) vs a raw py-libp2p Noise+Yamux stream carrying
+  the same number of bytes between two processes (the transport ceiling);
+  target >= 70 % of raw;
+* MB/s from three provider processes vs from one; target >= 1x;
+* peak RSS of the fetching and of the serving process while moving 1 GiB;
+  target <= 200 MB each;
+* time from spawning a provider process to its node listening; target <= 2 s.
+
+Every process is a child running this script with ``--child ROLE``; they talk
+to the parent with one JSON object per line on stdout and stop when their
+stdin closes. Only 127.0.0.1 is used.
+
+Usage: .venv/bin/python scripts/bench_transfer.py [--mib 256] [--large-mib 1024] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MIB = 1 << 20
+LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+RAW_PROTOCOL = "/remixnet-bench/raw/1.0.0"
+RAW_WRITE = 256 * 1024
+
+
+# --- children ------------------------------------------------------------------
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+async def wait_for_stdin_eof() -> None:
+    import trio
+
+    async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stdin:
+        while await stdin.receive_some():
+            pass
+
+
+async def child_serve(data_dir: Path) -> None:
+    """A provider: serve the store of ``data_dir`` until stdin closes."""
+    import trio
+
+    from node.datadir import DataDir
+    from node.network import Network, NetworkConfig
+    from node.store import Store
+
+    directory = DataDir(data_dir)
+    with Store(directory) as store:
+        network = Network(store, directory.load_identity().seed, NetworkConfig(listen_addrs=LISTEN))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(network.run)
+            emit(event="listening", addr=network.listen_addrs()[0])
+            await wait_for_stdin_eof()
+            emit(event="stats", rss=peak_rss(), serve=network.server.statistics())
+            nursery.cancel_scope.cancel()
+
+
+async def child_fetch(data_dir: Path, providers: list[str], root_text: str) -> None:
+    """Fetch ``root`` from ``providers`` into a new store at ``data_dir``; report and exit."""
+    import trio
+
+    from node.datadir import DataDir
+    from node.network import Network, NetworkConfig
+    from node.store import Store
+    from protocol.cid import Cid
+
+    directory = DataDir(data_dir)
+    directory.init()
+    with Store(directory) as store:
+        network = Network(store, directory.load_identity().seed, NetworkConfig(listen_addrs=LISTEN))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(network.run)
+            for address in providers:
+                await network.connect(address)
+            started = time.perf_counter()
+            result = await network.fetch(Cid.parse(root_text))
+            seconds = time.perf_counter() - started
+            emit(
+                event="fetched",
+                seconds=seconds,
+                bytes=result.bytes_fetched,
+                rss=peak_rss(),
+                bytes_by_peer=result.bytes_by_peer,
+                duplicates=result.duplicate_blocks,
+            )
+            nursery.cancel_scope.cancel()
+
+
+async def child_raw_serve(seed: bytes) -> None:
+    """Baseline server: on each stream, read an 8-byte size and write that many bytes."""
+    import trio
+
+    from node.host import Host, HostConfig, Stream
+
+    payload = random.Random(1).randbytes(RAW_WRITE)
+
+    async def handler(stream: Stream, peer_id: str) -> None:
+        request = b""
+        while len(request) < 8:
+            request += await stream.read(8 - len(request))
+        remaining = int.from_bytes(request, "big")
+        while remaining:
+            piece = payload[: min(remaining, RAW_WRITE)]
+            await stream.write(piece)
+            remaining -= len(piece)
+        await stream.close()
+
+    host = Host(seed, HostConfig(listen_addrs=LISTEN))
+    host.set_stream_handler(RAW_PROTOCOL, handler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        emit(event="listening", addr=host.listen_addrs()[0])
+        await wait_for_stdin_eof()
+        emit(event="stats", rss=peak_rss())
+        nursery.cancel_scope.cancel()
+
+
+async def child_raw_fetch(seed: bytes, address: str, size: int) -> None:
+    """Baseline client: ask for ``size`` bytes on one stream and read them all."""
+    import trio
+
+    from node.host import Host, HostConfig
+
+    host = Host(seed, HostConfig(listen_addrs=LISTEN))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        peer_id = await host.connect(address)
+        started = time.perf_counter()
+        stream = await host.open_stream(peer_id, RAW_PROTOCOL)
+        await stream.write(size.to_bytes(8, "big"))
+        received = 0
+        while received < size:
+            data = await stream.read(1 << 20)
+            if not data:
+                break
+            received += len(data)
+        seconds = time.perf_counter() - started
+        emit(event="fetched", seconds=seconds, bytes=received, rss=peak_rss())
+        nursery.cancel_scope.cancel()
+
+
+def run_child(arguments: argparse.Namespace) -> None:
+    import logging
+
+    import trio
+
+    logging.disable(logging.CRITICAL)  # py-libp2p logs tracebacks of expected disconnects
+
+    role = arguments.child
+    if role == "serve":
+        trio.run(child_serve, Path(arguments.data_dir))
+    elif role == "fetch":
+        trio.run(child_fetch, Path(arguments.data_dir), arguments.providers, arguments.root)
+    elif role == "raw-serve":
+        trio.run(child_raw_serve, os.urandom(32))
+    elif role == "raw-fetch":
+        trio.run(child_raw_fetch, os.urandom(32), arguments.providers[0], arguments.size)
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+# --- the parent ------------------------------------------------------------------
+
+
+class Child:
+    """A child process of this script and its JSON lines."""
+
+    def __init__(self, *args: str) -> None:
+        self.spawned = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            text=True,
+        )
+
+    def read(self, event: str) -> dict[str, Any]:
+        stdout: IO[str] | None = self.process.stdout
+        assert stdout is not None
+        for line in stdout:
+            message: dict[str, Any] = json.loads(line)
+            if message.get("event") == event:
+                return message
+        raise SystemExit(f"child {self.process.args!r} ended without {event!r}")
+
+    def stop(self) -> dict[str, Any]:
+        """Close stdin (the child's signal to stop) and return its final ``stats``."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        stats = self.read("stats")
+        self.process.wait(timeout=30)
+        return stats
+
+    def finish(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def prepare_provider(directory: Path, source: Path) -> str:
+    """Initialise a data directory, add ``source`` to it, return the root CID."""
+    from node.datadir import DataDir
+    from node.store import Store
+    from node.transfer import add_file
+
+    data_dir = DataDir(directory)
+    data_dir.init()
+    with Store(data_dir) as store:
+        return str(add_file(store, source).root)
+
+
+def copy_provider(original: Path, directory: Path) -> None:
+    """Same blocks, a new identity (every provider needs its own peer id)."""
+    from node.datadir import DataDir
+
+    shutil.copytree(original, directory, ignore=shutil.ignore_patterns("identity.key"))
+    DataDir(directory).init()
+
+
+def write_random(path: Path, size: int) -> None:
+    with path.open("wb") as out:
+        for _ in range(size // (16 * MIB)):
+            out.write(os.urandom(16 * MIB))
+        out.write(os.urandom(size % (16 * MIB)))
+
+
+def fetch_once(work: Path, providers: list[str], root: str, run: str) -> dict[str, Any]:
+    child = Child(
+        "--child", "fetch", "--data-dir", str(work / f"fetch-{run}"), "--root", root,
+        "--providers", *providers,
+    )  # fmt: skip
+    result = child.read("fetched")
+    child.finish()
+    shutil.rmtree(work / f"fetch-{run}")
+    return result
+
+
+def rates(results: list[dict[str, Any]]) -> list[float]:
+    return [round(float(result["bytes"]) / float(result["seconds"]) / 1e6, 1) for result in results]
+
+
+def median_rate(results: list[dict[str, Any]]) -> float:
+    return statistics.median(rates(results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--large-mib", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--providers", nargs="*", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        run_child(arguments)
+        return
+
+    size = arguments.mib * MIB
+    repeat = arguments.repeat
+    with tempfile.TemporaryDirectory(prefix="remixnet-bench-") as tmp:
+        work = Path(tmp)
+        log = sys.stderr
+        print(f"preparing providers of {arguments.mib} MiB and {arguments.large_mib} MiB", file=log)
+        write_random(work / "small.bin", size)
+        root = prepare_provider(work / "p1", work / "small.bin")
+        copy_provider(work / "p1", work / "p2")
+        copy_provider(work / "p1", work / "p3")
+        write_random(work / "large.bin", arguments.large_mib * MIB)
+        large_root = prepare_provider(work / "big", work / "large.bin")
+        (work / "small.bin").unlink()
+        (work / "large.bin").unlink()
+
+        print("raw Noise+Yamux stream (baseline) and one provider, interleaved", file=log)
+        raw = Child("--child", "raw-serve")
+        raw_addr = raw.read("listening")["addr"]
+        one = Child("--child", "serve", "--data-dir", str(work / "p1"))
+        one_addr = one.read("listening")["addr"]
+        start_seconds = time.perf_counter() - one.spawned
+        raw_results, one_results, three_results = [], [], []
+        for n in range(repeat):
+            client = Child("--child", "raw-fetch", "--providers", raw_addr, "--size", str(size))
+            raw_results.append(client.read("fetched"))
+            client.finish()
+            one_results.append(fetch_once(work, [one_addr], root, f"1-{n}"))
+        raw.stop()
+
+        print("three providers and one, interleaved", file=log)
+        others = [Child("--child", "serve", "--data-dir", str(work / p)) for p in ("p2", "p3")]
+        addrs = [one_addr] + [child.read("listening")["addr"] for child in others]
+        for n in range(repeat):
+            three_results.append(fetch_once(work, addrs, root, f"3-{n}"))
+            one_results.append(fetch_once(work, [one_addr], root, f"1b-{n}"))
+        for child in [one, *others]:
+            child.stop()
+
+        print(f"fetch {arguments.large_mib} MiB (peak memory)", file=log)
+        big = Child("--child", "serve", "--data-dir", str(work / "big"))
+        big_addr = big.read("listening")["addr"]
+        large = fetch_once(work, [big_addr], large_root, "large")
+        serve_rss = big.stop()["rss"]
+
+    for name, results in (("raw", raw_results), ("1 provider", one_results)):
+        print(f"{name} MB/s: {rates(results)}", file=log)
+    print(f"3 providers MB/s: {rates(three_results)}", file=log)
+    spread = [sorted(result["bytes_by_peer"].values()) for result in three_results]
+    print(f"3-provider bytes per provider: {spread}", file=log)
+    print(f"3-provider duplicate blocks: {[r['duplicates'] for r in three_results]}", file=log)
+    raw_rate, one_rate, three_rate = map(median_rate, (raw_results, one_results, three_results))
+    rows = [
+        (f"fetch {arguments.mib} MiB, 1 provider (MB/s)", one_rate, raw_rate, 0.70, ">="),
+        (f"fetch {arguments.mib} MiB, 3 providers vs 1 (MB/s)", three_rate, one_rate, 1.0, ">="),
+        (f"peak RSS fetching {arguments.large_mib} MiB (MB)", large["rss"] / 1e6, 200.0, 1.0, "<="),
+        (f"peak RSS serving {arguments.large_mib} MiB (MB)", serve_rss / 1e6, 200.0, 1.0, "<="),
+        ("spawn to listening (s)", start_seconds, 2.0, 1.0, "<="),
+    ]
+    print("| figure | ours | baseline | ratio | target | met |")
+    print("|---|---|---|---|---|---|")
+    for figure, ours, baseline, target, sense in rows:
+        ratio = ours / baseline
+        met = ratio >= target if sense == ">=" else ratio <= target
+        baseline_text = f"{baseline:.1f}"
+        if figure.startswith("fetch") and "vs" not in figure:
+            baseline_text += " (raw stream)"
+        elif "vs" in figure:
+            baseline_text += " (1 provider)"
+        else:
+            baseline_text += " (limit)"
+        print(
+            f"| {figure} | {ours:.2f} | {baseline_text} | {ratio:.2f} | "
+            f"ratio {sense} {target:.2f} | {'yes' if met else 'no'} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
