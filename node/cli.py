@@ -196,5 +196,7 @@ def fail(message: str, code: int = EXIT_ERROR) -> None:
 
 # The other commands register themselves on ``cli`` (they import it from here):
 # add, remix, show, cat, get, ls, lineage, fsck, export, import (cli_content); daemon, stop,
-# status, rpc, events (cli_daemon); collab, production, credits, ack, graph (cli_collab).
-from node import cli_collab, cli_content, cli_daemon  # noqa: E402,F401
+# status, rpc, events (cli_daemon); collab, production, credits, ack, graph (cli_collab);
+# peers, connect (cli_network); follow, unfollow, following, feed, profile,
+# notifications (cli_social).
+from node import cli_collab, cli_content, cli_daemon, cli_network, cli_social  # noqa: E402,F401

@@ -76,6 +76,7 @@ class Retrieved:
 
     content: Cid
     size: int
+    fetched: Mapping[str, Any] | None = None  # the fetch from peers (daemon only), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +192,11 @@ class Backend(Protocol):
         """Write the content of ``cid`` (or of the record ``cid``) to ``out``, verified."""
         ...
 
-    def get(self, cid: Cid, destination: Path, progress: Progress) -> Retrieved:
-        """Write the content of ``cid`` to ``destination``, verified and atomically."""
+    def get(self, cid: Cid, destination: Path, progress: Progress, *, pin: bool) -> Retrieved:
+        """Write the content of ``cid`` to ``destination``, verified and atomically.
+
+        The daemon first fetches what is missing from peers (and pins it with ``pin``).
+        """
         ...
 
     def export(self, record_id: Cid, destination: Path, progress: Progress) -> int:

@@ -155,22 +155,45 @@ def cat(cid: str) -> None:
 @cli.command()
 @click.argument("cid")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where.")
+@click.option(
+    "--pin/--no-pin",
+    default=True,
+    show_default=True,
+    help="Keep content fetched from peers (and provide it to others).",
+)
 @json_option
-def get(cid: str, output: Path) -> None:
-    """Write the content of CID (or of a record id) to a file, verified and atomically."""
+def get(cid: str, output: Path, pin: bool) -> None:
+    """Write the content of CID (or of a record id) to a file, verified and atomically.
+
+    With a daemon running, what is not in the local store is fetched from peers first.
+    """
     options = settings()
     with options.backend() as node:
         wanted = parse_cid(cid)
-        with render.progress_report(f"writing {output.name}", quiet=options.json) as report:
-            retrieved = node.get(wanted, output, report)
+        with render.progress_report(f"getting {output.name}", quiet=options.json) as report:
+            retrieved = node.get(wanted, output, report, pin=pin)
+    fetched = retrieved.fetched
     if options.json:
         render.print_json(
-            {"content": str(retrieved.content), "path": str(output), "size": retrieved.size}
+            {
+                "content": str(retrieved.content),
+                "path": str(output),
+                "size": retrieved.size,
+                "fetched": fetched,
+            }
         )
-    else:
+        return
+    if fetched is not None:
+        peers = len(fetched.get("bytes_by_peer") or {})
         render.stdout.print(
-            f"wrote {retrieved.size} bytes of {retrieved.content} to {output}", markup=False
+            f"fetched {fetched['bytes_fetched']} bytes in {fetched['blocks_fetched']} blocks"
+            f" from {peers} peer(s) in {fetched['elapsed']} s"
+            f" ({fetched['blocks_present']} blocks were already here)",
+            markup=False,
         )
+    render.stdout.print(
+        f"wrote {retrieved.size} bytes of {retrieved.content} to {output}", markup=False
+    )
 
 
 def not_empty(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:

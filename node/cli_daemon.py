@@ -135,6 +135,7 @@ def print_started(
         lines.append(f"started   pid {detached_pid}, log {log}")
     lines += [
         f"author    {info.get('author')}",
+        f"peer id   {info.get('peer_id')}",
         f"data dir  {info.get('data_dir')}",
         f"rpc       {info.get('rpc_socket')}",
     ]
@@ -191,9 +192,26 @@ def status() -> None:
         ("clients", f"{rpc.get('connections', 0)} connected"),
     ]
     for name, service in state.get("services", {}).items():
+        if name == "network":
+            rows += network_rows(service)
+            continue
         rows.append((name, ", ".join(f"{key} {value}" for key, value in service.items())))
     for name, value in rows:
         render.stdout.print(f"{name:<9} {value}", markup=False)
+
+
+def network_rows(network: dict[str, Any]) -> list[tuple[str, str]]:
+    """The network service's statistics as a few readable rows of ``status``."""
+    host = network.get("host", {})
+    fetch = network.get("fetch", {})
+    serve = network.get("serve", {})
+    banned = network.get("banned_peers", [])
+    return [
+        ("peers", f"{host.get('connected_peers', 0)} connected"),
+        ("fetched", ", ".join(f"{key} {value}" for key, value in fetch.items()) or "-"),
+        ("served", ", ".join(f"{key} {value}" for key, value in serve.items()) or "-"),
+        ("banned", ", ".join(map(str, banned)) or "none"),
+    ]
 
 
 def format_duration(seconds: float) -> str:

@@ -53,7 +53,14 @@ from node.rpc_api import (
     STORE_FSCK,
 )
 from node.rpc_params import MAX_CAT_BYTES, MAX_LINEAGE_RECORDS
-from node.rpc_schema import DATA_DIR, FILE_ERROR, INTEGRITY, INVALID_INPUT, NOT_FOUND
+from node.rpc_schema import (
+    DATA_DIR,
+    FILE_ERROR,
+    INTEGRITY,
+    INVALID_INPUT,
+    NETWORK_ERROR,
+    NOT_FOUND,
+)
 from protocol.cid import Cid
 
 
@@ -150,15 +157,15 @@ class DaemonBackend:
             if not data:
                 raise DaemonError(f"{CONTENT_CAT.name} returned no bytes before the end")
 
-    def get(self, cid: Cid, destination: Path, progress: Progress) -> Retrieved:
+    def get(self, cid: Cid, destination: Path, progress: Progress, *, pin: bool) -> Retrieved:
         absolute = destination.absolute()
         result = self._call(
             CONTENT_GET.name,
-            {"cid": str(cid), "path": str(absolute)},
+            {"cid": str(cid), "path": str(absolute), "pin": pin},
             progress=progress,
             paths={absolute: destination},
         )
-        return Retrieved(Cid.parse(result["content"]), result["size"])
+        return Retrieved(Cid.parse(result["content"]), result["size"], result.get("fetched"))
 
     def export(self, record_id: Cid, destination: Path, progress: Progress) -> int:
         absolute = destination.absolute()
@@ -211,7 +218,7 @@ def error_line(method: str, error: RpcError, paths: Mapping[Path, Path]) -> str:
         if isinstance(path, str) and error.message.startswith(path):
             return as_given(Path(path), paths) + error.message[len(path) :]
         return error.message
-    if error.code in (NOT_FOUND, DATA_DIR, INVALID_PARAMS):
+    if error.code in (NOT_FOUND, DATA_DIR, INVALID_PARAMS, NETWORK_ERROR):
         return error.message
     if error.code == METHOD_NOT_FOUND:
         return (

@@ -22,6 +22,7 @@ from node.cli_backend import (
     Retrieved,
 )
 from node.datadir import DataDir
+from node.errors import MissingBlock, NotFound
 from node.fsck import FsckReport
 from node.operations import WorkFields, ancestors, descendants, publish
 from node.rpc_params import MAX_LINEAGE_RECORDS
@@ -30,6 +31,17 @@ from node.transfer import export_car, get_file, import_car, resolve_content, wri
 from protocol.cid import Cid
 from protocol.identity import public_key_of
 from protocol.records import Contribution, to_json
+
+
+class NotLocal(NotFound):
+    """Content this store lacks, asked for while no daemon runs to fetch it."""
+
+    def __init__(self, cid: Cid) -> None:
+        super().__init__("content", cid)
+        self.args = (f"{cid}: not in the local store; start the daemon to fetch from peers",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class _Counter:
@@ -108,13 +120,19 @@ class StoreBackend:
 
     def write_content(self, cid: Cid, out: BinaryIO) -> None:
         root, _ = resolve_content(self.store, cid)
-        write_stream(self.store, root, out, _ignore)
+        try:
+            write_stream(self.store, root, out, _ignore)
+        except MissingBlock:
+            raise NotLocal(cid) from None
 
-    def get(self, cid: Cid, destination: Path, progress: Progress) -> Retrieved:
+    def get(self, cid: Cid, destination: Path, progress: Progress, *, pin: bool) -> Retrieved:
         root, record = resolve_content(self.store, cid)
         body = record.body if record is not None else None
         counter = _Counter(progress, body.size if isinstance(body, Contribution) else None)
-        size = get_file(self.store, root, destination, counter.advance)
+        try:
+            size = get_file(self.store, root, destination, counter.advance)
+        except MissingBlock:
+            raise NotLocal(cid) from None
         return Retrieved(root, size)
 
     def export(self, record_id: Cid, destination: Path, progress: Progress) -> int:

@@ -37,6 +37,8 @@ class ConfigError(DataDirError):
 class NetworkConfig:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4747",)
     bootstrap: tuple[str, ...] = ()
+    mdns: bool = False
+    fetch_window_mib: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +56,16 @@ class RpcConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GossipSettings:
+    auto_fetch: str = "lineage-of-mine"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
+    gossip: GossipSettings = field(default_factory=GossipSettings)
 
     def token_path(self, data_dir: DataDir) -> Path:
         """Where the TCP bearer token is kept (relative paths are in the data dir)."""
@@ -90,6 +98,12 @@ def _integer(low: int, high: int) -> Validator:
         return value
 
     return validate
+
+
+def _boolean(value: object) -> object:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
 
 
 def _multiaddrs(*, peer: bool) -> Validator:
@@ -132,6 +146,13 @@ def _tcp_listener(value: object) -> object:
     return value
 
 
+def _auto_fetch(value: object) -> object:
+    choices = ("none", "lineage-of-mine", "followed", "all")
+    if value not in choices:
+        raise ValueError("must be one of " + ", ".join(f'"{choice}"' for choice in choices))
+    return value
+
+
 def _file_name(value: object) -> object:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ValueError("must be a file name or path")
@@ -150,6 +171,13 @@ KEYS: Final = (
         "bootstrap",
         "Peers dialled at start, usually seed nodes: multiaddrs ending in /p2p/<PeerID>.",
         _multiaddrs(peer=True),
+    ),
+    Key("network", "mdns", "Find peers on the local network with mDNS.", _boolean),
+    Key(
+        "network",
+        "fetch_window_mib",
+        "MiB requested from peers and not yet stored, per fetch (bounds memory).",
+        _integer(1, 1024),
     ),
     Key("limits", "rpc_clients", "RPC clients connected at once.", _integer(1, 100_000)),
     Key(
@@ -185,9 +213,16 @@ KEYS: Final = (
         " created when missing.",
         _file_name,
     ),
+    Key(
+        "gossip",
+        "auto_fetch",
+        'Content fetched for records announced by peers: "none", "lineage-of-mine" (remixes'
+        ' of my works), "followed" (those and works of followed authors) or "all".',
+        _auto_fetch,
+    ),
 )
 
-_SECTIONS: Final = ("network", "limits", "rpc")
+_SECTIONS: Final = ("network", "limits", "rpc", "gossip")
 
 
 def config_path(data_dir: DataDir) -> Path:
@@ -220,6 +255,7 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
         network=NetworkConfig(**values["network"]),  # type: ignore[arg-type]
         limits=LimitsConfig(**values["limits"]),  # type: ignore[arg-type]
         rpc=RpcConfig(**values["rpc"]),  # type: ignore[arg-type]
+        gossip=GossipSettings(**values["gossip"]),  # type: ignore[arg-type]
     )
 
 
@@ -238,6 +274,8 @@ def load_config(data_dir: DataDir) -> Config:
 def _toml_value(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return str(value)

@@ -52,9 +52,12 @@ from node.daemon_process import (
 )
 from node.datadir import DataDir, Identity
 from node.events import EventBus
+from node.gossip_service import gossip_service
+from node.network_service import network_service
 from node.rpc_api import NODE_SHUTDOWN, NODE_STATUS, NoParams
 from node.rpc_methods import StoreMethods
 from node.rpc_server import Call, MethodRegistry, RpcServer, ServerLimits
+from node.social_methods import SocialMethods
 from node.store import Store
 
 if TYPE_CHECKING:
@@ -101,6 +104,10 @@ class Node:
     methods: MethodRegistry
     request_shutdown: Callable[[], None]
     started_monotonic: float = field(default_factory=time.monotonic)
+    store_methods: StoreMethods | None = None  # the store's RPC handlers (services extend them)
+    # The services built so far, in order: a factory may look up an earlier one
+    # (gossip finds the network's host).
+    services: list[Service] = field(default_factory=list)
 
 
 ServiceFactory = Callable[[Node], Service]
@@ -116,7 +123,7 @@ def default_services() -> list[ServiceFactory]:
 
     The network service (libp2p host, exchange, gossip) is added here.
     """
-    return []
+    return [network_service, gossip_service]
 
 
 class Daemon:
@@ -163,10 +170,14 @@ class Daemon:
                 self.request_shutdown,
             )
             self.node = node
-            StoreMethods(store, identity, node.events).register(node.methods)
+            node.store_methods = StoreMethods(store, identity, node.events)
+            node.store_methods.register(node.methods)
+            SocialMethods(store, identity, node.events).register(node.methods)
             node.methods.register(NODE_STATUS, self._status)
             node.methods.register(NODE_SHUTDOWN, self._shutdown_call)
-            self.services = [factory(node) for factory in self._factories]
+            self.services = node.services
+            for factory in self._factories:
+                self.services.append(factory(node))
             limits = self.config.limits
             self.rpc = RpcServer(
                 node.methods,
@@ -186,7 +197,7 @@ class Daemon:
                     await root.start(self._watch_signals)
                 for service in self.services:
                     await root.start(service.run)
-                    log.info("started %s", service_name(service))
+                    log.debug("started %s", service_name(service))
                 await root.start(self.rpc.run)
                 await trio.to_thread.run_sync(write_node_info, self.data_dir, self.info())
                 await trio.to_thread.run_sync(notify_systemd, f"READY=1\nMAINPID={os.getpid()}")

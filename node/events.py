@@ -33,6 +33,7 @@ class Subscription:
     events: frozenset[str]
     deliver: Deliver
     _bus: EventBus | None
+    internal: bool = False  # a service of the daemon, not an RPC client
 
     def close(self) -> None:
         if self._bus is not None:
@@ -45,12 +46,18 @@ class EventBus:
     _subscriptions: set[Subscription] = field(default_factory=set)
     _published: Counter[str] = field(default_factory=Counter)
 
-    def subscribe(self, events: frozenset[str], deliver: Deliver) -> Subscription:
-        """Deliver the named events to ``deliver`` until the subscription is closed."""
+    def subscribe(
+        self, events: frozenset[str], deliver: Deliver, *, internal: bool = False
+    ) -> Subscription:
+        """Deliver the named events to ``deliver`` until the subscription is closed.
+
+        ``internal``: the subscriber is a service of the daemon (gossip, say);
+        ``statistics()`` counts those apart from RPC clients' subscriptions.
+        """
         unknown = events - EVENT_NAMES
         if unknown:
             raise UnknownEvent(f"unknown event {sorted(unknown)[0]!r}")
-        subscription = Subscription(events, deliver, self)
+        subscription = Subscription(events, deliver, self, internal)
         self._subscriptions.add(subscription)
         return subscription
 
@@ -65,4 +72,9 @@ class EventBus:
                 subscription.deliver(event, data)
 
     def statistics(self) -> dict[str, object]:
-        return {"subscriptions": len(self._subscriptions), "published": dict(self._published)}
+        internal = sum(subscription.internal for subscription in self._subscriptions)
+        return {
+            "subscriptions": len(self._subscriptions) - internal,
+            "internal_subscriptions": internal,
+            "published": dict(self._published),
+        }

@@ -1,8 +1,10 @@
 """The libp2p host: identity, transports, connections, the Kademlia DHT, discovery.
 
 This module is the only one that talks to py-libp2p's host, swarm and DHT
-objects; the rest of the node sees peer ids as ``str`` (``12D3KooW…``),
-addresses as multiaddr ``str`` and streams as ``Stream``.
+objects, except pubsub (``node.gossip``, through ``libp2p_host``, which also
+lets ``node.sync_service`` hear of new connections); the rest of the node
+sees peer ids as ``str`` (``12D3KooW…``), addresses as multiaddr ``str`` and
+streams as ``Stream``.
 
 Invariants:
 * transports are TCP, security Noise only, muxer Yamux only (DESIGN.md), and
@@ -236,6 +238,14 @@ class Host:
             text = str(addr)
             addrs.append(text if text.endswith(suffix) else text + suffix)
         return addrs
+
+    def libp2p_host(self) -> Any:
+        """The py-libp2p host itself, for services built on it (pubsub: ``node.gossip``).
+
+        Build such services before ``run`` starts (they register notifees and
+        stream handlers) and run them only once ``run`` has started.
+        """
+        return self._libp2p
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from node.rpc_params import (
     AddParams,
     AuthenticateParams,
     CatParams,
+    ConnectParams,
     ExportParams,
     FsckParams,
     GetParams,
@@ -39,12 +40,14 @@ from node.rpc_params import (
     SubscribeParams,
     UnsubscribeParams,
 )
+from node.rpc_params_social import AuthorParams, FeedParams, NotificationsParams, ProfileParams
 from node.rpc_schema import (
     DATA_DIR,
     FILE_ERROR,
     INTEGRITY,
     INVALID_INPUT,
     MESSAGE_TOO_LARGE,
+    NETWORK_ERROR,
     NOT_FOUND,
     TOO_MANY_CONNECTIONS,
     UNAUTHORIZED,
@@ -86,8 +89,10 @@ ERRORS: Final = (
     ErrorSpec(
         NOT_FOUND,
         "not found",
-        "A record, block or subscription is not known to this node.",
-        '`{"what": "record" | "block" | "parent record" | …, "name": id}`',
+        "A record, block or subscription is not known to this node (nor, for content and"
+        " records, to the peers it asked).",
+        '`{"what": "record" | "block" | "parent record" | …, "name": id}`; after a failed fetch'
+        ' also `"reason": "no-providers" | "unavailable"`',
     ),
     ErrorSpec(
         INTEGRITY,
@@ -119,6 +124,12 @@ ERRORS: Final = (
         "unauthorized",
         "On TCP, any call before a successful `rpc.authenticate`.",
         "null",
+    ),
+    ErrorSpec(
+        NETWORK_ERROR,
+        "network error",
+        "A peer cannot be dialled, or the network is not running.",
+        '`{"reason": "unreachable" | "offline" | …, "error": …}`',
     ),
 )
 
@@ -245,13 +256,25 @@ CONTENT_GET: Final = MethodSpec(
         ResultField("content", "CID", "The content's root CID."),
         ResultField("path", "string", "The file written."),
         ResultField("size", "integer", "Bytes written."),
+        ResultField(
+            "fetched",
+            "object or null",
+            "When blocks came from peers: blocks_fetched, bytes_fetched, blocks_present,"
+            " bytes_present, duplicate_blocks, total_bytes, elapsed, bytes_by_peer,"
+            " banned_peers, pinned; null when everything was local.",
+        ),
     ),
     example=Example(
         {"cid": _POEM, "path": "/home/ada/copy.txt"},
-        {"content": _POEM_CONTENT, "path": "/home/ada/copy.txt", "size": 13},
+        {"content": _POEM_CONTENT, "path": "/home/ada/copy.txt", "size": 13, "fetched": None},
     ),
-    errors=(NOT_FOUND, INTEGRITY, FILE_ERROR, INVALID_INPUT),
+    errors=(NOT_FOUND, INTEGRITY, FILE_ERROR, INVALID_INPUT, NETWORK_ERROR),
     long_running=True,
+    notes=(
+        "Blocks missing here are fetched from peers first when the network runs (a record"
+        " id not held here is fetched too, then its content from its author and others);"
+        " progress then counts the content's bytes fetched or already present."
+    ),
 )
 
 CONTENT_CAT: Final = MethodSpec(
@@ -269,9 +292,10 @@ CONTENT_CAT: Final = MethodSpec(
         {"cid": _POEM, "max_bytes": 4},
         {"content": _POEM_CONTENT, "offset": 0, "data": "c25vdw==", "bytes": 4, "eof": False},
     ),
-    errors=(NOT_FOUND, INTEGRITY, INVALID_INPUT),
+    errors=(NOT_FOUND, INTEGRITY, INVALID_INPUT, NETWORK_ERROR),
     notes=(
-        "The slice is found by the sizes the file's DAG records, so a slice costs the same"
+        "Content missing here is fetched from peers first (not pinned) when the network runs."
+        " The slice is found by the sizes the file's DAG records, so a slice costs the same"
         " wherever it is: a client can read a large file slice by slice (`remixnet cat` does)."
         " `content.get` writes a whole file faster."
     ),
@@ -332,7 +356,9 @@ RECORDS_GET: Final = MethodSpec(
         ResultField("remixed_by", "[CID]", "Ids of the records naming it as a parent."),
     ),
     example=Example({"id": _POEM}, {"record": _POEM_RECORD, "remixed_by": [_DRAWING]}),
-    errors=(NOT_FOUND,),
+    errors=(NOT_FOUND, NETWORK_ERROR),
+    notes="A record not held here is fetched from peers, verified and stored when the network"
+    " runs.",
 )
 
 RECORDS_LIST: Final = MethodSpec(
@@ -462,6 +488,151 @@ RPC_AUTHENTICATE: Final = MethodSpec(
     notes="A wrong token closes the connection. On the Unix socket it is accepted and ignored.",
 )
 
+_PEER_ADDR = f"/ip4/203.0.113.7/tcp/4747/p2p/{_AUTHOR}"
+
+PEERS_LIST: Final = MethodSpec(
+    name="peers.list",
+    params=NoParams,
+    summary="The peers this node is connected to.",
+    result=(
+        ResultField(
+            "peers",
+            '[{"peer_id": PeerID, "addrs": [multiaddr], "streams": integer}]',
+            "One entry per connected peer: its id, the remote ends of its connections"
+            " and the streams open with it.",
+        ),
+    ),
+    example=Example(
+        {},
+        {"peers": [{"peer_id": _AUTHOR, "addrs": ["/ip4/203.0.113.7/tcp/4747"], "streams": 1}]},
+    ),
+    errors=(NETWORK_ERROR,),
+)
+
+PEERS_CONNECT: Final = MethodSpec(
+    name="peers.connect",
+    params=ConnectParams,
+    summary="Dial a peer and stay connected to it.",
+    result=(ResultField("peer_id", "PeerID", "The peer connected to."),),
+    example=Example({"address": _PEER_ADDR}, {"peer_id": _AUTHOR}),
+    errors=(INVALID_INPUT, NETWORK_ERROR),
+    notes="Returns at once when already connected.",
+)
+
+# --- social: follows, the feed, profiles, notifications (node.social_methods) ---------
+
+_PROFILE_DOC = "{author, name, bio, avatar (content CID or null), id (record), created_ms}"
+
+SOCIAL_FOLLOW: Final = MethodSpec(
+    name="social.follow",
+    params=AuthorParams,
+    summary="Follow an author: their records appear in `social.feed`.",
+    result=(
+        ResultField("author", "PeerID", "The author."),
+        ResultField("changed", "boolean", "False when already followed."),
+    ),
+    example=Example({"author": _AUTHOR}, {"author": _AUTHOR, "changed": True}),
+)
+
+SOCIAL_UNFOLLOW: Final = MethodSpec(
+    name="social.unfollow",
+    params=AuthorParams,
+    summary="Stop following an author.",
+    result=(
+        ResultField("author", "PeerID", "The author."),
+        ResultField("changed", "boolean", "False when not followed."),
+    ),
+    example=Example({"author": _AUTHOR}, {"author": _AUTHOR, "changed": True}),
+)
+
+SOCIAL_FOLLOWING: Final = MethodSpec(
+    name="social.following",
+    params=NoParams,
+    summary="The authors this node follows, in the order they were followed.",
+    result=(
+        ResultField(
+            "following", "[{author, name}]", "Each author and the name in their profile, or null."
+        ),
+    ),
+    example=Example({}, {"following": [{"author": _AUTHOR, "name": "Ada"}]}),
+)
+
+SOCIAL_FEED: Final = MethodSpec(
+    name="social.feed",
+    params=FeedParams,
+    summary="Recent records by followed authors and remixes of this node's works.",
+    result=(
+        ResultField(
+            "records",
+            _RECORD_LIST,
+            "Record views (see Records) with `author_name` (from profiles, or null), newest first.",
+        ),
+    ),
+    example=Example({"limit": 10}, {"records": [{**_POEM_RECORD, "author_name": "Ada"}]}),
+)
+
+PROFILES_SET: Final = MethodSpec(
+    name="profiles.set",
+    params=ProfileParams,
+    summary="Sign and publish this node's profile (the newest one replaces the others).",
+    result=(ResultField("profile", "profile", _PROFILE_DOC),),
+    example=Example(
+        {"name": "Ada", "bio": "Poems."},
+        {
+            "profile": {
+                "author": _AUTHOR,
+                "name": "Ada",
+                "bio": "Poems.",
+                "avatar": None,
+                "id": _DRAWING,
+                "created_ms": 1_767_225_600_000,
+            }
+        },
+    ),
+    errors=(INVALID_INPUT,),
+    notes="Emits `record.added` (origin `local`); the avatar file is added and pinned.",
+)
+
+PROFILES_GET: Final = MethodSpec(
+    name="profiles.get",
+    params=AuthorParams,
+    summary="An author's newest profile held here.",
+    result=(ResultField("profile", "profile or null", _PROFILE_DOC + "; null when none is held."),),
+    example=Example({"author": _AUTHOR}, {"profile": None}),
+)
+
+NOTIFICATIONS_LIST: Final = MethodSpec(
+    name="notifications.list",
+    params=NotificationsParams,
+    summary="Notifications (remixes of this node's works), newest first.",
+    result=(ResultField("notifications", "[notification]", "As in the `notification` event."),),
+    example=Example(
+        {"unread": True},
+        {
+            "notifications": [
+                {
+                    "id": 1,
+                    "kind": "remix",
+                    "record": _DRAWING,
+                    "subject": _POEM,
+                    "created_ms": 1_767_225_600_000,
+                    "read": False,
+                }
+            ]
+        },
+    ),
+)
+
+SOCIAL_METHODS: Final = (
+    SOCIAL_FOLLOW,
+    SOCIAL_UNFOLLOW,
+    SOCIAL_FOLLOWING,
+    SOCIAL_FEED,
+    PROFILES_SET,
+    PROFILES_GET,
+    NOTIFICATIONS_LIST,
+)
+
 METHODS: Final[tuple[MethodSpec[Any], ...]] = (
     NODE_STATUS,
     NODE_SHUTDOWN,
@@ -479,6 +650,9 @@ METHODS: Final[tuple[MethodSpec[Any], ...]] = (
     EVENTS_SUBSCRIBE,
     EVENTS_UNSUBSCRIBE,
     RPC_AUTHENTICATE,
+    PEERS_LIST,
+    PEERS_CONNECT,
+    *SOCIAL_METHODS,
 )
 
 METHODS_BY_NAME: Final[dict[str, MethodSpec[Any]]] = {spec.name: spec for spec in METHODS}
@@ -493,7 +667,8 @@ RECORD_ADDED: Final = EventSpec(
         ResultField(
             "origin",
             "string",
-            '"local" (published here), "import" (from a CAR file), or the PeerID it came from.',
+            '"local" (published here), "import" (from a CAR file), "gossip" (announced'
+            ' by a peer) or "sync" (from catch-up sync with a peer).',
         ),
     ),
     example={"record": _POEM_RECORD, "origin": "local"},
@@ -520,5 +695,46 @@ PROGRESS_EVENT: Final = EventSpec(
     },
 )
 
-EVENTS: Final[tuple[EventSpec, ...]] = (RECORD_ADDED, PROGRESS_EVENT)
+PEER_CONNECTED: Final = EventSpec(
+    name="peer.connected",
+    summary="A peer connected (checked four times a second).",
+    data=(ResultField("peer_id", "PeerID", "The peer."),),
+    example={"peer_id": _AUTHOR},
+)
+
+PEER_DISCONNECTED: Final = EventSpec(
+    name="peer.disconnected",
+    summary="A peer's last connection closed (checked four times a second).",
+    data=(ResultField("peer_id", "PeerID", "The peer."),),
+    example={"peer_id": _AUTHOR},
+)
+
+NOTIFICATION_EVENT: Final = EventSpec(
+    name="notification",
+    summary="Something happened to this node's records: a peer remixed one of them.",
+    data=(
+        ResultField("id", "integer", "The notification's number (see `notifications.list`)."),
+        ResultField("kind", "string", '"remix".'),
+        ResultField("record", "CID", "The record that caused it (the remix)."),
+        ResultField("subject", "CID", "This node's record it concerns (the parent)."),
+        ResultField("created_ms", "integer", "When this node learned of it."),
+        ResultField("read", "boolean", "Whether it was marked read."),
+    ),
+    example={
+        "id": 1,
+        "kind": "remix",
+        "record": _DRAWING,
+        "subject": _POEM,
+        "created_ms": 1_767_225_600_000,
+        "read": False,
+    },
+)
+
+EVENTS: Final[tuple[EventSpec, ...]] = (
+    RECORD_ADDED,
+    PROGRESS_EVENT,
+    NOTIFICATION_EVENT,
+    PEER_CONNECTED,
+    PEER_DISCONNECTED,
+)
 EVENT_NAMES: Final = frozenset(event.name for event in EVENTS)

@@ -7,6 +7,9 @@ only. Long operations (``content.add``, ``content.get``, ``car.export``,
 them at most ten times a second (to the caller when it asked for progress,
 and to ``progress`` subscribers), and cancelling the call (the client left,
 the daemon stops) makes the worker stop at its next chunk.
+
+When the network runs it sets ``StoreMethods.remote``: ``content.get``,
+``content.cat`` and ``records.get`` then first fetch what is missing here.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import base64
 import stat
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -65,6 +68,30 @@ from protocol.records import Contribution, RecordType, to_json
 
 T = TypeVar("T")
 PROGRESS_INTERVAL = 0.1  # seconds between two progress reports of one operation
+
+
+ReportProgress = Callable[[int, int | None], None]  # (bytes done, bytes in all when known)
+
+
+class RemoteContent(Protocol):
+    """Where missing records and blocks come from (the network service)."""
+
+    async def fetch_content(
+        self, cid: Cid, *, pin: bool, report: ReportProgress
+    ) -> dict[str, object] | None:
+        """Fetch what the store lacks of ``cid`` (content, or a record id and its content).
+
+        Returns the fetch result as JSON, or None when everything was here already.
+        """
+        ...
+
+    async def fetch_record(self, record_id: Cid) -> None:
+        """Fetch, verify and store the record ``record_id`` unless it is here."""
+        ...
+
+    def provide_nowait(self, root: Cid) -> None:
+        """Announce ``root`` (just stored and pinned here) to the network, in the background."""
+        ...
 
 
 class OperationCancelled(Exception):
@@ -148,6 +175,7 @@ class StoreMethods:
         self.store = store
         self.identity = identity
         self.events = events
+        self.remote: RemoteContent | None = None  # set by the network service
 
     def register(self, registry: MethodRegistry) -> None:
         registry.register(CONTENT_ADD, self.content_add)
@@ -188,9 +216,30 @@ class StoreMethods:
             RECORD_ADDED.name, {"record": to_json(published.record), "origin": "local"}
         )
         added = published.added
+        if self.remote is not None:
+            self.remote.provide_nowait(published.record.id)
+            self.remote.provide_nowait(added.root)
         return {"id": str(published.record.id), "content": str(added.root), "size": added.size}
 
     async def content_get(self, params: GetParams, call: Call) -> dict[str, object]:
+        fetched: dict[str, object] | None = None
+        if self.remote is not None:
+
+            def report(done: int, total: int | None) -> None:
+                if params.progress:
+                    call.send_progress(done, total)
+                self.events.publish(
+                    "progress",
+                    {
+                        "operation": CONTENT_GET.name,
+                        "target": str(params.cid),
+                        "done": done,
+                        "total": total,
+                    },
+                )
+
+            fetched = await self.remote.fetch_content(params.cid, pin=params.pin, report=report)
+
         def locate() -> tuple[Cid, int | None]:
             root, record = resolve_content(self.store, params.cid)
             body = record.body if record is not None else None
@@ -206,9 +255,11 @@ class StoreMethods:
             total=total,
             to_caller=params.progress,
         )
-        return {"content": str(root), "path": str(params.path), "size": size}
+        return {"content": str(root), "path": str(params.path), "size": size, "fetched": fetched}
 
     async def content_cat(self, params: CatParams, call: Call) -> dict[str, object]:
+        if self.remote is not None and params.offset == 0:
+            await self.remote.fetch_content(params.cid, pin=False, report=_ignore)
         piece = await trio.to_thread.run_sync(
             read_content, self.store, params.cid, params.offset, params.max_bytes
         )
@@ -253,6 +304,8 @@ class StoreMethods:
         }
 
     async def records_get(self, params: RecordParams, call: Call) -> dict[str, object]:
+        if self.remote is not None:
+            await self.remote.fetch_record(params.id)
         view = await trio.to_thread.run_sync(record_view, self.store, params.id)
         remixed_by = view.pop("remixed_by")
         return {"record": view, "remixed_by": remixed_by}
@@ -317,6 +370,10 @@ class StoreMethods:
             "unindexed_blocks": report.unindexed_blocks,
             "uncommitted_bytes": report.uncommitted_bytes,
         }
+
+
+def _ignore(done: int, total: int | None) -> None:
+    pass
 
 
 def _lineage_view(found: Lineage) -> dict[str, object]:

@@ -95,6 +95,13 @@ class GetParams:
         )
     )
     progress: bool = field(default=False, metadata=_PROGRESS)
+    pin: bool = field(
+        default=True,
+        metadata=param(
+            Boolean(),
+            "When the content is fetched from peers: pin it (keep it, provide it to others).",
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,3 +214,12 @@ class UnsubscribeParams:
 @dataclass(frozen=True, slots=True)
 class AuthenticateParams:
     token: str = field(metadata=param(Text(1024, non_empty=True), "The content of the token file."))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectParams:
+    address: str = field(
+        metadata=param(
+            Text(1000, non_empty=True), "The peer's multiaddr, ending in `/p2p/<PeerID>`."
+        )
+    )

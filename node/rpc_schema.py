@@ -43,6 +43,7 @@ FILE_ERROR: Final = -32005
 MESSAGE_TOO_LARGE: Final = -32006
 TOO_MANY_CONNECTIONS: Final = -32007
 UNAUTHORIZED: Final = -32008
+NETWORK_ERROR: Final = -32020  # a peer cannot be dialled, content cannot be fetched
 
 
 @dataclass(frozen=True, slots=True)

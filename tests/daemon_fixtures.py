@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from node.config import Config, LimitsConfig, NetworkConfig, RpcConfig
-from node.daemon import Daemon
+from node.daemon import Daemon, default_services
 from node.datadir import DataDir
 from node.unix_socket import reachable
 from tests.conftest import Cli
@@ -155,10 +155,13 @@ def wait_for(condition: Any, seconds: float = STOP_SECONDS) -> bool:
 
 @pytest.fixture
 async def rpc_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    """A daemon running in this test's trio run (no signal handling), with a fixed identity."""
+    """A daemon with every service (on loopback) in this test's trio run, with a fixed identity.
+
+    No signal handling.
+    """
     data_dir = DataDir(tmp_path / "node")
     data_dir.init(seed=SEED)
-    daemon = Daemon(data_dir, loopback_config())
+    daemon = Daemon(data_dir, loopback_config(), services=default_services())
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         yield daemon

@@ -203,7 +203,7 @@ def test_corrupt_block_is_named_by_fsck_and_never_served(node: Cli, tmp_path: Pa
     repaired = cast(dict[str, Any], cli.json("fsck", "--repair"))
     assert repaired["corrupt_blocks"] == [victim]
     assert cast(dict[str, Any], cli.json("fsck"))["clean"] is True
-    assert "unknown block" in cli.fail("cat", work["content"]).stderr
+    assert "not in the local store" in cli.fail("cat", work["content"]).stderr
     # Adding the file again heals the store.
     added(cli, "add", tmp_path / "a.bin")
     assert cli.run("cat", work["content"]).stdout == (tmp_path / "a.bin").read_bytes()
@@ -223,7 +223,7 @@ def test_user_errors_are_one_line_with_nonzero_exit(node: Cli, tmp_path: Path) -
     assert "bad-cid-text" in cli.fail("show", "not-a-cid").stderr
     unknown = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
     assert "unknown record" in cli.fail("show", unknown).stderr
-    assert "unknown block" in cli.fail("cat", unknown).stderr
+    assert "not in the local store" in cli.fail("cat", unknown).stderr
     (tmp_path / "x.txt").write_text("x")
     assert "unknown parent record" in cli.fail("remix", unknown, tmp_path / "x.txt").stderr
     assert "WEIGHT" in cli.fail("remix", f"{unknown}:abc", tmp_path / "x.txt").stderr

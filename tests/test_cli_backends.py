@@ -141,8 +141,6 @@ def test_every_command_prints_the_same_through_the_daemon(
         # Errors a user can cause: the same line, the same exit code.
         ("show", UNKNOWN),
         ("show", "not-a-cid"),
-        ("cat", UNKNOWN),
-        ("get", UNKNOWN, "-o", "nothing.bin"),
         ("get", poem["id"], "-o", "no/such/dir/copy.txt"),
         ("lineage", UNKNOWN),
         ("export", UNKNOWN, "-o", "nothing.car"),
@@ -168,11 +166,19 @@ def test_every_command_prints_the_same_through_the_daemon(
 
     expected = run_all(offline)  # no daemon runs yet
     assert expected[commands.index(("cat", film["id"]))][1] == film_bytes
-    assert sum(code != 0 for code, _, _ in expected) == 17  # the errors, and no others
+    assert sum(code != 0 for code, _, _ in expected) == 15  # the errors, and no others
     daemon_process.start()
     for command, want, got in zip([*commands, *written], expected, run_all(online), strict=True):
         assert got == want, command
-    # --offline works on the store beside the running daemon, and prints the same.
+    # Missing content: offline, start the daemon; online, the daemon says it has no peers.
+    for command in [("cat", UNKNOWN), ("get", UNKNOWN, "-o", "nothing.bin")]:
+        code, out, err = forced_offline.run(*command)
+        assert (code, out) == (1, b"")
+        assert err.endswith("not in the local store; start the daemon to fetch from peers\n")
+        code, out, err = online.run(*command)
+        assert (code, out) == (1, b"")
+        assert "not in the local store, and no peers are connected" in err
+        # --offline works on the store beside the running daemon, and prints the same.
     for command in [("show", drawing["id"]), ("lineage", poem["id"], "--json"), ("fsck",)]:
         assert forced_offline.run(*command) == expected[commands.index(command)]
 
@@ -250,7 +256,7 @@ async def test_both_backends_report_progress_to_the_end(
             return lambda done, total: reports.setdefault(operation, []).append((done, total))
 
         published = backend.publish(tmp_path / "film.bin", WorkFields(), recorder("add"))
-        backend.get(published.record, tmp_path / f"{name}.bin", recorder("get"))
+        backend.get(published.record, tmp_path / f"{name}.bin", recorder("get"), pin=True)
         car = tmp_path / f"{name}.car"
         backend.export(published.record, car, recorder("export"))
         backend.import_car(car, recorder("import"))

@@ -92,7 +92,12 @@ async def test_add_read_list_and_lineage(rpc_daemon: Daemon, tmp_path: Path) -> 
         copy = tmp_path / "out" / "copy.bin"
         copy.parent.mkdir()
         got = await call(client, "content.get", {"cid": remix["id"], "path": str(copy)})
-        assert got == {"content": remix["content"], "path": str(copy), "size": len(film)}
+        assert got == {
+            "content": remix["content"],
+            "path": str(copy),
+            "size": len(film),
+            "fetched": None,  # every block was here
+        }
         assert copy.read_bytes() == film
 
         listed = await call(client, "records.list", {"tag": "poetry"})
