@@ -58,6 +58,23 @@ MIGRATIONS: tuple[str, ...] = (
         created_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: notifications (remixes of this node's records) and followed authors.
+    """
+    CREATE TABLE notifications (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,         -- "remix": a record naming one of ours as a parent
+        record_id   BLOB NOT NULL,         -- the record that caused it
+        subject_id  BLOB NOT NULL,         -- our record it concerns
+        created_ms  INTEGER NOT NULL,
+        read        INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (kind, record_id, subject_id)
+    );
+    CREATE INDEX notifications_unread ON notifications (read, id);
+    CREATE TABLE follows (
+        author      BLOB PRIMARY KEY,      -- raw Ed25519 public key
+        created_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
