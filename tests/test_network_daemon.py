@@ -201,9 +201,11 @@ def test_a_lying_provider_is_banned_and_the_fetch_completes(swarm: Swarm, tmp_pa
     source = tmp_path / "work.bin"
     data = write_random_file(source, 8 * MIB, seed=3)
     liar = swarm.scripted_peer("liar", source, "--lie")
-    honest = swarm.daemon("honest")
-    honest.cli.run("add", source)
-    b = swarm.daemon("b", bootstrap=[liar["addrs"][0], honest.node_info()["listen_addrs"][0]])
+    # The honest provider is slowed so that the fast liar is surely asked for
+    # blocks before the fetch completes (under load the honest one could
+    # otherwise serve everything first, and the test would prove nothing).
+    honest = swarm.scripted_peer("honest", source, "--delay", "0.02")
+    b = swarm.daemon("b", bootstrap=[liar["addrs"][0], honest["addrs"][0]])
     wait_for_peers(b, 2)
     output = tmp_path / "copy.bin"
     got = cast(dict[str, Any], b.cli.json("get", liar["root"], "-o", output))
