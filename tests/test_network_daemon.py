@@ -201,17 +201,19 @@ def test_a_lying_provider_is_banned_and_the_fetch_completes(swarm: Swarm, tmp_pa
     source = tmp_path / "work.bin"
     data = write_random_file(source, 8 * MIB, seed=3)
     liar = swarm.scripted_peer("liar", source, "--lie")
-    # The honest provider is slowed so that the fast liar is surely asked for
-    # blocks before the fetch completes (under load the honest one could
-    # otherwise serve everything first, and the test would prove nothing).
-    honest = swarm.scripted_peer("honest", source, "--delay", "0.02")
+    # The honest provider is slowed (3 s for the file) so that the fast liar is
+    # surely asked for blocks before the fetch completes: under load the
+    # fetcher's twice-a-second provider check could otherwise add the liar only
+    # after an honest daemon had served everything, and the test proved nothing.
+    honest = swarm.scripted_peer("honest", source, "--delay", "0.1")
     b = swarm.daemon("b", bootstrap=[liar["addrs"][0], honest["addrs"][0]])
     wait_for_peers(b, 2)
     output = tmp_path / "copy.bin"
     got = cast(dict[str, Any], b.cli.json("get", liar["root"], "-o", output))
     assert output.read_bytes() == data
-    assert got["fetched"]["banned_peers"] == [liar["peer_id"]]
+    assert got["fetched"]["banned_peers"] == [liar["peer_id"]], json.dumps(got["fetched"])
     assert node_status(b)["services"]["network"]["banned_peers"] == [liar["peer_id"]]
+    assert liar["peer_id"] not in got["fetched"]["bytes_by_peer"]
     assert liar["peer_id"] in b.cli.run("status").stdout.decode()
     assert cast(dict[str, Any], b.cli.json("fsck"))["clean"] is True
 
