@@ -601,16 +601,11 @@ async def _no_auto_connect() -> None:
     return None
 
 
-class _ConnectionNotifee(INotifee):
-    """Tells the host about new connections (py-libp2p ``INotifee``), without blocking."""
-
-    def __init__(self, connected: trio.MemorySendChannel[ID]) -> None:
-        self._connected = connected
+class QuietNotifee(INotifee):
+    """An ``INotifee`` that ignores every network event; subclasses override what they need."""
 
     async def connected(self, network: Any, conn: Any) -> None:
-        # When full, the routing table misses a peer it will learn from its queries.
-        with suppress(trio.WouldBlock, trio.ClosedResourceError):
-            self._connected.send_nowait(conn.muxed_conn.peer_id)
+        pass
 
     async def disconnected(self, network: Any, conn: Any) -> None:
         pass
@@ -626,3 +621,15 @@ class _ConnectionNotifee(INotifee):
 
     async def listen_close(self, network: Any, address: Any) -> None:
         pass
+
+
+class _ConnectionNotifee(QuietNotifee):
+    """Tells the host about new connections (py-libp2p ``INotifee``), without blocking."""
+
+    def __init__(self, connected: trio.MemorySendChannel[ID]) -> None:
+        self._connected = connected
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        # When full, the routing table misses a peer it will learn from its queries.
+        with suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._connected.send_nowait(conn.muxed_conn.peer_id)

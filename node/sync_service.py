@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
-from libp2p.abc import INotifee
 
-from node.host import NETWORK_ERRORS, DialError, Host, Stream
+from node.host import NETWORK_ERRORS, DialError, Host, QuietNotifee, Stream
 from node.store import Store
 from protocol.cid import Cid
 from protocol.records import InvalidRecord, SignedRecord
@@ -366,7 +365,7 @@ class SyncService:
         return {key: self._stats[key] for key in sorted({*keys, *self._stats})}
 
 
-class _Connected(INotifee):
+class _Connected(QuietNotifee):
     """Tells the service of connections this node dialled (``INotifee``), without blocking."""
 
     def __init__(self, connected: trio.MemorySendChannel[str]) -> None:
@@ -377,18 +376,3 @@ class _Connected(INotifee):
             return  # the side that dialled initiates: one session per connection
         with suppress(trio.WouldBlock, trio.ClosedResourceError):
             self._connected.send_nowait(str(conn.muxed_conn.peer_id.to_base58()))
-
-    async def disconnected(self, network: Any, conn: Any) -> None:
-        pass
-
-    async def opened_stream(self, network: Any, stream: Any) -> None:
-        pass
-
-    async def closed_stream(self, network: Any, stream: Any) -> None:
-        pass
-
-    async def listen(self, network: Any, address: Any) -> None:
-        pass
-
-    async def listen_close(self, network: Any, address: Any) -> None:
-        pass
