@@ -16,11 +16,12 @@ from types import TracebackType
 
 from node.database import Database, now_ms
 from node.errors import CorruptBlock, MissingBlock
-from node.packs import PackAppender, PackFiles
+from node.packs import ENTRY_HEADER, PackAppender, PackFiles
 from protocol.cid import Cid
 from protocol.content import Block
 
 PACK_ROLL_SIZE = 1 << 30  # start a new pack past 1 GiB
+RETIRED = -1  # committed_size of a pack a compaction replaced: its file is to be deleted
 COMMIT_BYTES = 64 << 20  # a BlockWriter fsyncs and indexes at least this often
 
 
@@ -123,7 +124,10 @@ class BlockStore:
         Raises ``MissingBlock`` when it is not indexed and ``CorruptBlock`` when
         the bytes on disk no longer match the CID.
         """
-        for _attempt in range(2):  # a compaction may move it between lookup and read
+        # A compaction (fsck --repair, gc) may move the block, or gc delete it, between
+        # the lookup and the read: look again, and only call it damage when it stays put.
+        last: tuple[str, int, int] | None = None
+        for _attempt in range(3):
             row = self._database.query_one(
                 "SELECT p.name, b.offset, b.size FROM blocks b JOIN packs p ON p.id = b.pack"
                 " WHERE b.cid = ?",
@@ -131,17 +135,18 @@ class BlockStore:
             )
             if row is None:
                 raise MissingBlock(cid)
-            name, offset, size = row
+            if row == last:
+                break
+            last = name, offset, size = row
             try:
                 data = self.packs.read(name, offset, size)
-            except FileNotFoundError:
+            except OSError:  # gone, or its reader closed by a compaction meanwhile
                 continue
-            if not cid.matches(data):
-                raise CorruptBlock(
-                    "corrupt-block", f"{cid} on disk does not match its CID: run fsck"
-                )
-            return data
-        raise CorruptBlock("corrupt-block", f"{cid}: its pack {name} is gone: run fsck")
+            if cid.matches(data):
+                return data
+        if last is not None and self.packs.path_of(last[0]).exists():
+            raise CorruptBlock("corrupt-block", f"{cid} on disk does not match its CID: run fsck")
+        raise CorruptBlock("corrupt-block", f"{cid}: its pack is gone: run fsck")
 
     def delete(self, cids: Iterable[Cid]) -> int:
         """Forget blocks; ``compact`` reclaims their space. Returns how many were indexed."""
@@ -165,6 +170,8 @@ class BlockStore:
                     self._sync_appender()  # our own pack: seal it, a new one is picked next
                     self._appender.close()
                     self._appender = None
+            if not self.packs.path_of(name).exists():
+                continue  # (opening it to lock it would create it)
             old = self.packs.open_appender(name)  # the lock keeps appenders away
             if old is None:
                 continue
@@ -175,7 +182,9 @@ class BlockStore:
         return reclaimed
 
     def _compact_locked(self, name: str) -> int:
-        row = self._database.query_one("SELECT id FROM packs WHERE name = ?", (name,))
+        row = self._database.query_one(
+            "SELECT id FROM packs WHERE name = ? AND committed_size >= 0", (name,)
+        )
         if row is None:
             return 0
         (old_id,) = row
@@ -184,7 +193,6 @@ class BlockStore:
             "SELECT cid, offset, size FROM blocks WHERE pack = ? ORDER BY offset", (old_id,)
         )
         new_id, new = self._create_pack()
-        new_name = new.name
         try:
             moves: list[tuple[int, int, bytes]] = []
             dropped: list[bytes] = []
@@ -203,26 +211,58 @@ class BlockStore:
                 db.execute("UPDATE packs SET committed_size = ? WHERE id = ?", (new.size, new_id))
                 db.executemany("UPDATE blocks SET pack = ?, offset = ? WHERE cid = ?", moves)
                 db.executemany("DELETE FROM blocks WHERE cid = ?", [(key,) for key in dropped])
-                db.execute("DELETE FROM packs WHERE id = ?", (old_id,))
-            reclaimed = old_size - new.size
+                # Retired, not deleted: a crash before the unlink below must not leave a
+                # file that no row names (fsck would call it stray).
+                db.execute("UPDATE packs SET committed_size = ? WHERE id = ?", (RETIRED, old_id))
+                if not moves:
+                    db.execute(
+                        "UPDATE packs SET committed_size = ? WHERE id = ?", (RETIRED, new_id)
+                    )
+            reclaimed = old_size - (new.size if moves else 0)
         finally:
             new.close()
         self.packs.forget(name)
-        self.packs.path_of(name).unlink(missing_ok=True)
-        if not moves:
-            self._drop_empty_pack(new_name)
+        self.drop_retired()
         return reclaimed
 
-    def _drop_empty_pack(self, name: str) -> None:
-        with self._database.transaction() as db:
-            db.execute("DELETE FROM packs WHERE name = ?", (name,))
-        self.packs.path_of(name).unlink(missing_ok=True)
+    def drop_retired(self) -> int:
+        """Delete the files of retired packs, then their rows; returns how many were dropped.
+
+        Retired packs are what a compaction replaced; a crash may leave them behind.
+        """
+        rows = self._database.query("SELECT name FROM packs WHERE committed_size < 0")
+        for (name,) in rows:
+            self.packs.forget(name)
+            self.packs.path_of(name).unlink(missing_ok=True)
+        if rows:
+            self._database.execute_many(
+                "DELETE FROM packs WHERE name = ? AND committed_size < 0", rows
+            )
+        return len(rows)
+
+    def used_bytes(self) -> int:
+        """Bytes the packs hold up to their committed ends (what the storage quota counts)."""
+        row = self._database.query_one(
+            "SELECT coalesce(sum(committed_size), 0) FROM packs WHERE committed_size > 0"
+        )
+        return int(row[0])
+
+    def pack_usage(self) -> list[tuple[str, int, int]]:
+        """Per live pack: (name, committed size, bytes of its indexed entries with headers)."""
+        rows = self._database.query(
+            "SELECT p.name, p.committed_size,"
+            " coalesce(sum(b.size + length(b.cid) + ?), 0)"
+            " FROM packs p LEFT JOIN blocks b ON b.pack = p.id"
+            " WHERE p.committed_size >= 0 GROUP BY p.id ORDER BY p.id",
+            (ENTRY_HEADER.size,),
+        )
+        return [(name, committed, live) for name, committed, live in rows]
 
     def statistics(self) -> dict[str, int]:
         blocks, stored = self._database.query_one(
             "SELECT count(*), coalesce(sum(size), 0) FROM blocks"
         )
-        packs = self._database.query_one("SELECT count(*) FROM packs")[0]
+        packs = self._database.query_one("SELECT count(*) FROM packs WHERE committed_size >= 0")[0]
         return {"blocks": blocks, "block_bytes": stored, "packs": packs}
 
     def _append(self, block: Block) -> tuple[int, int]:
@@ -240,7 +280,8 @@ class BlockStore:
             self._appender.close()
             self._appender = None
         candidates = self._database.query(
-            "SELECT id, name FROM packs WHERE committed_size < ? ORDER BY committed_size DESC",
+            "SELECT id, name FROM packs WHERE committed_size >= 0 AND committed_size < ?"
+            " ORDER BY committed_size DESC",
             (PACK_ROLL_SIZE,),
         )
         for pack_id, name in candidates:

@@ -4,7 +4,8 @@ Damage (what makes a store not ``clean``):
 * a corrupt block: an indexed block whose bytes no longer match its CID, or
   any entry below a pack's committed size that does not match its CID;
 * a missing block: an index row whose pack or entry is gone;
-* a stray file: something in ``blocks/`` that is not a known pack;
+* a stray file: something in ``blocks/`` that is not a known pack (a pack a
+  compaction retired, which a crash kept from being deleted, is not stray);
 * a bad record: a stored record that no longer decodes, verifies or matches its id.
 
 Notes (not damage, what a crash legitimately leaves):
@@ -66,8 +67,13 @@ def check_store(
     packs = {
         name: (pack_id, committed)
         for pack_id, name, committed in store.database.query(
-            "SELECT id, name, committed_size FROM packs"
+            "SELECT id, name, committed_size FROM packs WHERE committed_size >= 0"
         )
+    }
+    # Packs a compaction replaced and a crash kept from being deleted: no rows point
+    # into them, so they are neither damage nor stray; repair deletes them.
+    retired = {
+        name for (name,) in store.database.query("SELECT name FROM packs WHERE committed_size < 0")
     }
     # (pack id, data offset) -> cid, for every index row.
     indexed: dict[tuple[int, int], bytes] = {
@@ -78,6 +84,8 @@ def check_store(
     to_index: list[tuple[bytes, int, int, int]] = []
     damaged_packs: set[str] = set()
     for name in store.blocks.packs.names():
+        if name in retired:
+            continue
         if name not in packs:
             report.stray_files.append(str(store.blocks.packs.path_of(name)))
             if repair:
@@ -108,7 +116,10 @@ def check_store(
         if repair:
             store.database.execute_many("DELETE FROM packs WHERE name = ?", [(name,)])
     pack_names = {
-        pack_id: name for pack_id, name in store.database.query("SELECT id, name FROM packs")
+        pack_id: name
+        for pack_id, name in store.database.query(
+            "SELECT id, name FROM packs WHERE committed_size >= 0"
+        )
     }
     for (pack_id, _), cid in indexed.items():  # rows pointing at no entry
         report.missing_blocks.append(str(Cid.from_bytes(cid)))
@@ -126,6 +137,7 @@ def check_store(
         )
         # Rewrite the packs that hold damage, so it is gone rather than unreferenced.
         store.blocks.compact(sorted(damaged_packs))
+        store.blocks.drop_retired()
     return report
 
 
