@@ -9,12 +9,12 @@ blocking ``node.client.RpcClient``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import click
 import trio
@@ -22,10 +22,11 @@ import trio
 from node import render
 from node.cli import cli, json_option, no_daemon, settings
 from node.client import DaemonGone, RpcClient, connect_to_daemon
-from node.config import Config, ensure_config_file, load_config
+from node.config import KEYS, Config, ensure_config_file, load_config
 from node.daemon import Daemon, default_services
 from node.daemon_process import (
     DaemonLock,
+    configure_logging,
     log_path,
     read_node_info,
     rpc_socket_path,
@@ -38,6 +39,7 @@ from node.daemon_process import (
 from node.datadir import DataDir
 from node.jsonrpc import RpcError
 
+KEYS_BY_NAME: Final = {(key.section, key.name): key for key in KEYS}
 EXIT_NOT_RUNNING: Final = 3  # `status` when no daemon runs (as LSB init scripts do)
 READY_SECONDS: Final = 60.0
 
@@ -63,13 +65,35 @@ def call(client: RpcClient, method: str, params: Any = None) -> Any:
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATA_DIR/daemon.log.")
 @click.option("--init", "initialise", is_flag=True, help="Create the identity if there is none.")
 @click.option("--ready-fd", type=int, hidden=True)
+@click.option(
+    "--seed",
+    "seed_profile",
+    is_flag=True,
+    help="Run as a seed node: public listen address ([seed] listen), more connections,"
+    " periodic DHT re-announcement of every pin.",
+)
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="Listen on MULTIADDR instead of the configured addresses (repeatable).",
+)
 @json_option
-def daemon(detach: bool, initialise: bool, ready_fd: int | None) -> None:
+def daemon(
+    detach: bool,
+    initialise: bool,
+    ready_fd: int | None,
+    seed_profile: bool,
+    listen: tuple[str, ...],
+) -> None:
     """Run the node until SIGINT, SIGTERM or `remixnet stop`.
 
     Settings come from DATA_DIR/config.toml (written with the defaults on
     first start; see docs/config.md). Prints the author id and where the
-    JSON-RPC socket is once ready.
+    JSON-RPC socket is once ready. With --seed, runs the seed profile: it
+    listens on [seed] listen (0.0.0.0:4747 by default) and is meant to be in
+    others' [network] bootstrap lists.
     """
     options = settings()
     data_dir = options.data_dir
@@ -78,7 +102,7 @@ def daemon(detach: bool, initialise: bool, ready_fd: int | None) -> None:
     else:
         data_dir.require_initialised()
     ensure_config_file(data_dir)
-    config = load_config(data_dir)
+    config = profile_config(load_config(data_dir), seed_profile=seed_profile, listen=listen)
     if detach:
         pid = running_pid(data_dir)
         if pid is not None:
@@ -86,23 +110,38 @@ def daemon(detach: bool, initialise: bool, ready_fd: int | None) -> None:
                 f"a daemon is already running on {data_dir.root}" + (f" (pid {pid})" if pid else "")
             )
         extra = ["--json"] if options.json else []
+        extra += ["--seed"] if seed_profile else []
+        extra += [f"--listen={address}" for address in listen]
         pid = start_detached(data_dir, ready_seconds=READY_SECONDS, extra_args=extra)
         info = read_node_info(data_dir) or {}
         print_started(info, as_json=options.json, detached_pid=pid, log=log_path(data_dir))
         return
     lock = DaemonLock.acquire(data_dir)
     try:
-        logging.basicConfig(
-            level=logging.INFO,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(config.log)
         try:
             trio.run(run_foreground, data_dir, config, ready_fd, options.json)
         except BaseExceptionGroup as group:
             raise sole_exception(group) from None
     finally:
         lock.release()
+
+
+def profile_config(config: Config, *, seed_profile: bool, listen: tuple[str, ...]) -> Config:
+    """``config`` as ``daemon --seed`` / ``--listen`` change it. Raises ``click.BadParameter``."""
+    network = config.network
+    if seed_profile:
+        network = dataclasses.replace(
+            network, listen=config.seed.listen, max_connections=config.seed.max_connections
+        )
+        config = dataclasses.replace(config, profile="seed")
+    if listen:
+        try:
+            addresses = KEYS_BY_NAME[("network", "listen")].validate(list(listen))
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--listen") from None
+        network = dataclasses.replace(network, listen=cast(tuple[str, ...], addresses))
+    return dataclasses.replace(config, network=network)
 
 
 def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -179,6 +218,7 @@ def status() -> None:
         render.print_json({"running": True, **state})
         return
     store = state.get("store", {})
+    traffic = state.get("traffic", {})
     rpc = state.get("rpc", {})
     rows = [
         ("running", f"yes, pid {state['pid']}, up {format_duration(state['uptime_s'])}"),
@@ -189,15 +229,64 @@ def status() -> None:
         ("rpc tcp", state["rpc_tcp"] or "off"),
         ("listen", ", ".join(state["listen_addrs"]) or "- (no network service runs)"),
         ("store", ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in store.items())),
+        ("storage", storage_text(store)),
+        ("pins", str(store.get("pins", 0))),
+        (
+            "traffic",
+            f"{format_bytes(int(traffic.get('bytes_in', 0)))} in,"
+            f" {format_bytes(int(traffic.get('bytes_out', 0)))} out",
+        ),
         ("clients", f"{rpc.get('connections', 0)} connected"),
     ]
+    if state.get("profile") == "seed":
+        rows.insert(1, ("profile", "seed"))
     for name, service in state.get("services", {}).items():
         if name == "network":
             rows += network_rows(service)
             continue
+        if name == "replication":
+            rows.append(("replicate", replication_text(service)))
+            continue
+        if name == "seed":
+            rows.append(("seeding", seeding_text(service)))
+            continue
         rows.append((name, ", ".join(f"{key} {value}" for key, value in service.items())))
     for name, value in rows:
         render.stdout.print(f"{name:<9} {value}", markup=False)
+
+
+def format_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def storage_text(store: dict[str, Any]) -> str:
+    used = int(store.get("used_bytes", 0) or 0)
+    quota = int(store.get("quota", 0) or 0)
+    if not quota:
+        return f"{format_bytes(used)} used, no quota"
+    return f"{format_bytes(used)} used of {format_bytes(quota)} ({100 * used / quota:.0f}%)"
+
+
+def replication_text(service: dict[str, Any]) -> str:
+    if service.get("mode") == "off":
+        return "off ([seed] mode; `remixnet seed set --mode`)"
+    return (
+        f"{service.get('queued', 0)} queued, {service.get('in_progress', 0)} in progress,"
+        f" {service.get('failed', 0)} failed, {service.get('replicated', 0)} replicated"
+        f" ({service.get('mode')})"
+    )
+
+
+def seeding_text(service: dict[str, Any]) -> str:
+    return (
+        f"{service.get('blocked_authors', 0)} authors and {service.get('blocked_peers', 0)}"
+        f" peers blocked, {service.get('records_refused', 0)} records refused"
+    )
 
 
 def network_rows(network: dict[str, Any]) -> list[tuple[str, str]]:

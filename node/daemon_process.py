@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import select
 import signal
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from node.config import write_atomically
+from node.config import LogSettings, write_atomically
 from node.datadir import DataDir, DataDirError
 
 PID_FILE: Final = "daemon.pid"
@@ -271,3 +272,37 @@ def read_node_info(data_dir: DataDir) -> dict[str, object] | None:
 
 def remove_node_info(data_dir: DataDir) -> None:
     node_info_path(data_dir).unlink(missing_ok=True)
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``message``
+    (and ``exception`` with the traceback, when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(settings: LogSettings) -> None:
+    """Send the daemon's log to stderr at ``[log] level``, as text or JSON lines (``format``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.format == "json":
+        handler.setFormatter(JsonLinesFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(settings.level.upper())
+    if settings.level != "debug":
+        logging.getLogger("libp2p").setLevel(logging.WARNING)  # chatty at info

@@ -55,6 +55,7 @@ class NetworkConfig:
     bootstrap: tuple[str, ...] = ()  # seed nodes: multiaddrs ending in /p2p/<peer id>
     enable_mdns: bool = False
     dht_server: bool = True
+    max_connections: int = 300
     reprovide_interval: float = 12 * 3600.0  # DHT provider records live 24 h
     serve: ServeLimits = field(default_factory=ServeLimits)
     fetch: FetchLimits = field(default_factory=FetchLimits)
@@ -86,6 +87,7 @@ class Network:
                 bootstrap=config.bootstrap,
                 enable_mdns=config.enable_mdns,
                 dht_server=config.dht_server,
+                max_connections=config.max_connections,
             ),
         )
         if block_server is None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
     from node.daemon import Node
+    from node.seed import SeedPolicies
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,13 @@ def network_config(node: Node) -> NetworkConfig:
     """The ``NetworkConfig`` that ``config.toml`` describes."""
     settings = node.config.network
     window = settings.fetch_window_mib * MIB
+    seed = node.config.profile == "seed"
     return NetworkConfig(
         listen_addrs=settings.listen,
         bootstrap=settings.bootstrap,
         enable_mdns=settings.mdns,
+        max_connections=settings.max_connections,
+        reprovide_interval=node.config.seed.reprovide_hours * 3600.0 if seed else 12 * 3600.0,
         fetch=FetchLimits(window_bytes=window, peer_window_bytes=min(window, 16 * MIB)),
     )
 
@@ -89,6 +93,16 @@ class NoPeers(NotFound):
         )
 
 
+class BlockedRecord(NotFound):
+    """A record by an author this node blocks (``not found``, in RPC terms)."""
+
+    def __init__(self, record_id: Cid) -> None:
+        super().__init__("record", record_id)
+
+    def __str__(self) -> str:
+        return f"record {self.name} is by an author this node blocks (remixnet seed unblock)"
+
+
 class NetworkService:
     """Runs one ``Network`` for the daemon; serves the peers methods and missing content."""
 
@@ -100,6 +114,7 @@ class NetworkService:
         self._running = False
         self._peers_connected = trio.Event()  # set while the peer watcher sees any peer
         self._to_provide_send, self._to_provide = trio.open_memory_channel[Cid](PROVIDE_QUEUE)
+        self.policies: SeedPolicies | None = None  # set by node.seed.seed_service
         node.methods.register(PEERS_LIST, self.peers_list)
         node.methods.register(PEERS_CONNECT, self.peers_connect)
 
@@ -161,6 +176,11 @@ class NetworkService:
         known: set[str] = set()
         while True:
             now = set(self.network.host.connected_peer_ids())
+            refused = {peer for peer in now if self._refuses_peer(peer)}
+            for peer_id in sorted(refused):
+                logger.info("disconnecting blocked peer %s", peer_id)
+                await self.network.host.disconnect(peer_id)
+            now -= refused
             for peer_id in sorted(now - known):
                 self.node.events.publish(PEER_CONNECTED.name, {"peer_id": peer_id})
             for peer_id in sorted(known - now):
@@ -171,6 +191,9 @@ class NetworkService:
                 self._peers_connected = trio.Event()
             known = now
             await trio.sleep(PEER_CHECK_SECONDS)
+
+    def _refuses_peer(self, peer_id: str) -> bool:
+        return self.policies is not None and self.policies.refuses_peer(peer_id)
 
     async def peers_list(self, params: NoParams, call: Call) -> dict[str, object]:
         return {"peers": self.network.peers()}
@@ -195,10 +218,14 @@ class NetworkService:
         With no peer to ask, returns: the caller then reports the record unknown.
         """
         with contextlib.suppress(NoPeers):
-            await self._record(record_id)
+            await self.record(record_id)
 
-    async def _record(self, record_id: Cid) -> SignedRecord | None:
-        """The record ``record_id``, fetched when missing; None when ``record_id`` is no record."""
+    async def record(self, record_id: Cid) -> SignedRecord | None:
+        """The record ``record_id``, fetched when missing; None when ``record_id`` is no record.
+
+        Raises ``BlockedRecord`` for a record the seed policies refuse (a blocked
+        author's: not stored), ``NoPeers`` or ``RpcError`` when it cannot be fetched.
+        """
         store = self.node.store
         if await trio.to_thread.run_sync(store.has_record, record_id):
             return await trio.to_thread.run_sync(store.get_record, record_id)
@@ -211,6 +238,9 @@ class NetworkService:
             record = verify_record_bytes(data, expected_id=record_id)
         except InvalidRecord:
             return None  # a raw block of plain content
+        if self.policies is not None and self.policies.refuses_record(record):
+            await trio.to_thread.run_sync(store.delete_blocks, [record_id])  # never served
+            raise BlockedRecord(record_id)
         await trio.to_thread.run_sync(store.put_record, record)
         return record
 
@@ -218,7 +248,7 @@ class NetworkService:
         self, cid: Cid, *, pin: bool, report: ReportProgress
     ) -> dict[str, object] | None:
         """Fetch what is missing of ``cid`` (content, or a record and its content)."""
-        record = await self._record(cid)
+        record = await self.record(cid)
         root = cid
         hint: tuple[str, ...] = ()
         if record is not None and isinstance(record.body, Contribution):
