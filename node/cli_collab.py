@@ -1,14 +1,16 @@
-"""The ``remixnet`` commands of collabs and productions: collab, production, credits, ack, graph.
+"""The ``remixnet`` commands of collabs and productions: collab, production, credits, ack.
 
 Attached to the ``cli`` group of ``node.cli`` (which imports this module at
-its end). A thin layer over ``node.productions`` (the operations) and
-``node.lineage_render`` (the drawings); the credit split is
-``protocol.lineage``. Like every command: ``--json`` for one JSON document on
-stdout, one clear line and a non-zero exit for any error a user can cause.
+its end). Like the store commands, each one parses and checks its arguments,
+asks a ``Backend`` (``Settings.backend``: the running daemon over JSON-RPC,
+else the store directly) and renders the JSON result of the collab method
+(``node.rpc_api_collab``) it called, so it prints the same whichever node
+answered. ``--json`` prints one JSON document on stdout; any error a user can
+cause is one clear line and a non-zero exit.
 
-All of this works on the records this node holds. Credit reaching a record it
-does not hold is shown as unresolved; fetching those records from peers
-(``--fetch``) needs the daemon and is not here yet.
+Credit reaching a record this node does not hold is shown as unresolved;
+``credits --fetch`` has the daemon fetch those records from peers first.
+``draw_lineage`` is ``lineage --format dot|svg`` (``graph`` is its hidden old name).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 import csv
 import datetime
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import click
 from rich.cells import cell_len
@@ -25,28 +28,17 @@ from rich.cells import cell_len
 from node import render
 from node.cli import cli as root_group
 from node.cli import json_option, parse_cid, settings
-from node.lineage_render import MAX_NODES, GraphTooLarge, build_graph, to_dot, to_svg
-from node.productions import (
-    CreditReport,
-    ack_status,
-    acknowledge,
-    collab_view,
-    create_production,
-    credit_report,
-    list_collabs,
-    open_collab,
-    profile_name,
+from node.cli_backend import GraphRequest, RecordView
+from node.rpc_params_collab import (
+    DEFAULT_GRAPH_NODES,
+    GRAPH_FORMATS,
+    MAX_COLLABS_LISTED,
+    MAX_GRAPH_DEPTH,
+    MAX_GRAPH_NODES,
 )
-from node.store import Store
 from protocol.cid import Cid
-from protocol.records import (
-    MAX_SAFE_INTEGER,
-    Collab,
-    Credit,
-    Production,
-    SignedRecord,
-    to_json,
-)
+from protocol.lineage import check_shares
+from protocol.records import MAX_SAFE_INTEGER, Ack, Collab, Credit, Production
 
 CSV_COLUMNS: Final = (
     "kind",
@@ -93,16 +85,16 @@ def parse_deadline(text: str) -> int:
     return ms
 
 
-def author_label(store: Store, record: SignedRecord) -> str:
-    name = profile_name(store, record.author)
-    return f"{name} ({record.author_id})" if name else record.author_id
-
-
 def print_fields(fields: list[tuple[str, str]]) -> None:
     shown = [(key, value) for key, value in fields if value]
     width = max(len(key) for key, _ in shown)
     for key, value in shown:
         render.stdout.print(f"{key:<{width}}  {value}", markup=False)
+
+
+def director_label(view: RecordView) -> str:
+    """The author of a view with ``author_name``: ``Ana (12D3KooW…full id)``."""
+    return render.author_label(str(view["author"]), view.get("author_name"), short=False)
 
 
 # -- collab ---------------------------------------------------------------------------
@@ -122,27 +114,27 @@ def collab_open(title: str, brief: str, deadline: str | None) -> None:
     """Open a collab that you direct; answer it with `add/remix --collab ID`."""
     options = settings()
     deadline_ms = parse_deadline(deadline) if deadline is not None else None
-    identity = options.data_dir.load_identity()
-    with options.open_store() as store:
-        record = open_collab(store, identity, title=title, brief=brief, deadline_ms=deadline_ms)
+    Collab(title, brief, deadline_ms)  # a bad field fails here, the same way online and offline
+    with options.backend() as node:
+        view = node.open_collab(title, brief, deadline_ms)
     if options.json:
-        render.print_json(to_json(record))
+        render.print_json(view)
     else:
-        render.stdout.print(f"collab  {record.id}", markup=False)
+        render.stdout.print(f"collab  {view['id']}", markup=False)
 
 
 @collab.command(name="ls")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_COLLABS_LISTED), default=100, show_default=True)
 @json_option
 def collab_list(limit: int) -> None:
     """List the collabs in this store, newest first."""
     options = settings()
-    with options.open_store() as store:
-        records = list_collabs(store, limit)
+    with options.backend() as node:
+        views = node.collabs(limit)
     if options.json:
-        render.print_json([to_json(record) for record in records])
-    elif records:
-        render.print_records(records)
+        render.print_json(views)
+    elif views:
+        render.print_record_views(views)
     else:
         render.stderr.print("no collabs", markup=False)
 
@@ -153,46 +145,45 @@ def collab_list(limit: int) -> None:
 def collab_show(collab_id: str) -> None:
     """Show a collab, the contributions answering it and their remixes, its productions."""
     options = settings()
-    with options.open_store() as store:
-        view = collab_view(store, parse_cid(collab_id))
-        director = author_label(store, view.collab)
+    wanted = parse_cid(collab_id)
+    with options.backend() as node:
+        result = node.collab(wanted)
+    view = result["collab"]
     if options.json:
         render.print_json(
             {
-                **to_json(view.collab),
-                "contributions": [
-                    {**to_json(answer.record), "remixed_by": [to_json(r) for r in answer.remixes]}
-                    for answer in view.contributions
-                ],
-                "productions": [to_json(record) for record in view.productions],
+                **view,
+                "contributions": result["contributions"],
+                "productions": result["productions"],
             }
         )
         return
-    body = view.collab.body
-    assert isinstance(body, Collab)
+    deadline = view.get("deadline_ms")
     print_fields(
         [
-            ("id", str(view.collab.id)),
-            ("title", body.title),
-            ("director", director),
-            ("opened", iso_time(view.collab.created_ms)),
-            ("deadline", iso_time(body.deadline_ms) if body.deadline_ms is not None else ""),
-            ("brief", body.brief),
+            ("id", str(view["id"])),
+            ("title", str(view["title"])),
+            ("director", director_label(view)),
+            ("opened", iso_time(int(view["created_ms"]))),
+            ("deadline", iso_time(deadline) if isinstance(deadline, int) else ""),
+            ("brief", str(view["brief"])),
         ]
     )
-    render.stdout.print(f"\ncontributions ({len(view.contributions)})", markup=False)
-    for answer in view.contributions:
-        render.stdout.print(f"  {_line(answer.record)}", markup=False)
-        for remix in answer.remixes:
+    contributions = result["contributions"]
+    render.stdout.print(f"\ncontributions ({len(contributions)})", markup=False)
+    for answer in contributions:
+        render.stdout.print(f"  {_line(answer)}", markup=False)
+        for remix in answer["remixed_by"]:
             render.stdout.print(f"      remixed by {_line(remix)}", markup=False)
-    if view.productions:
-        render.stdout.print(f"\nproductions ({len(view.productions)})", markup=False)
-        for record in view.productions:
-            render.stdout.print(f"  {_line(record)}", markup=False)
+    if result["productions"]:
+        render.stdout.print(f"\nproductions ({len(result['productions'])})", markup=False)
+        for production_view in result["productions"]:
+            render.stdout.print(f"  {_line(production_view)}", markup=False)
 
 
-def _line(record: SignedRecord) -> str:
-    return f"{record.id}  {render.short_author(record.author_id)}  {render.record_title(record)}"
+def _line(view: RecordView) -> str:
+    author = render.author_label(str(view["author"]), view.get("author_name"))
+    return f"{view['id']}  {author}  {render.view_title(view)}"
 
 
 # -- production -----------------------------------------------------------------------
@@ -234,21 +225,17 @@ def production_create(
     """Sign a production crediting contributions in this store."""
     options = settings()
     parsed = [parse_credit(text) for text in credits]
-    identity = options.data_dir.load_identity()
-    with options.open_store() as store:
-        record = create_production(
-            store,
-            identity,
-            title=title,
-            credits=parsed,
-            collab=parse_cid(collab_id) if collab_id else None,
-            description=description,
-        )
+    collab_cid = parse_cid(collab_id) if collab_id else None
+    # Checked before a node is asked, so a mistake reads the same online and offline.
+    check_shares((credit.contribution, credit.share_bps) for credit in parsed)
+    Production(title=title, credits=tuple(parsed), collab=collab_cid, description=description)
+    with options.backend() as node:
+        view = node.create_production(title, parsed, collab_cid, description)
     if options.json:
-        render.print_json(to_json(record))
+        render.print_json(view)
     else:
-        render.stdout.print(f"production  {record.id}", markup=False)
-        render.stdout.print(f"see the split with `remixnet credits {record.id}`", markup=False)
+        render.stdout.print(f"production  {view['id']}", markup=False)
+        render.stdout.print(f"see the split with `remixnet credits {view['id']}`", markup=False)
 
 
 @production.command(name="show")
@@ -257,48 +244,29 @@ def production_create(
 def production_show(production_id: str) -> None:
     """Show a production: its fields, what it credits, and the acks so far."""
     options = settings()
-    with options.open_store() as store:
-        report = credit_report(store, parse_cid(production_id))
-        record = report.production
-        body = record.body
-        assert isinstance(body, Production)
-        titles = {
-            credit.contribution: render.record_title(store.get_record(credit.contribution))
-            if store.has_record(credit.contribution)
-            else None
-            for credit in body.credits
-        }
-        director = author_label(store, record)
-    statuses = [ack_status(report.acks.get(share.author))[0] for share in report.split.authors]
-    counts = {status: statuses.count(status) for status in ("accepted", "disputed", "pending")}
+    wanted = parse_cid(production_id)
+    with options.backend() as node:
+        result = node.production(wanted)
+    view, counts = result["production"], result["acks"]
     if options.json:
-        credits = [
-            {
-                "contribution": str(credit.contribution),
-                "role": credit.role,
-                "share_bps": credit.share_bps,
-                "title": titles[credit.contribution],
-            }
-            for credit in body.credits
-        ]
-        render.print_json({**to_json(record), "credits": credits, "acks": counts})
+        render.print_json({**view, "credits": result["credits"], "acks": counts})
         return
     print_fields(
         [
-            ("id", str(record.id)),
-            ("title", body.title),
-            ("director", director),
-            ("created", iso_time(record.created_ms)),
-            ("collab", str(body.collab) if body.collab else ""),
-            ("description", body.description),
+            ("id", str(view["id"])),
+            ("title", str(view["title"])),
+            ("director", director_label(view)),
+            ("created", iso_time(int(view["created_ms"]))),
+            ("collab", str(view["collab"]) if view.get("collab") else ""),
+            ("description", str(view["description"])),
             ("acks", ", ".join(f"{n} {status}" for status, n in counts.items())),
         ]
     )
     render.stdout.print("\ncredits", markup=False)
-    for credit in body.credits:
-        title = titles[credit.contribution] or "(not in this store)"
+    for credit in result["credits"]:
+        title = credit["title"] if credit["title"] is not None else "(not in this store)"
         render.stdout.print(
-            f"  {credit.share_bps:>5} bps  {credit.contribution}  {credit.role}: {title}",
+            f"  {credit['share_bps']:>5} bps  {credit['contribution']}  {credit['role']}: {title}",
             markup=False,
         )
 
@@ -306,101 +274,65 @@ def production_show(production_id: str) -> None:
 # -- credits and acks -----------------------------------------------------------------
 
 
-def credit_rows(report: CreditReport) -> list[dict[str, str | int]]:
-    """One row per author and per unresolved record: the CSV and table columns."""
+def credit_rows(report: Mapping[str, Any]) -> list[dict[str, str | int]]:
+    """One row per author and per unresolved record: the CSV columns."""
     rows: list[dict[str, str | int]] = []
-    for share in report.split.authors:
-        status, reason = ack_status(report.acks.get(share.author))
+    for share in report["authors"]:
         rows.append(
             {
                 "kind": "author",
-                "id": share.author_id,
-                "name": report.names.get(share.author, ""),
-                "bps": share.bps,
-                "percent": percent(share.bps),
-                "exact_bps": str(share.exact_bps),
-                "ack": status,
-                "ack_reason": reason,
-                "through": ";".join(f"{p.contribution}={p.bps}" for p in share.through),
+                "id": share["author"],
+                "name": share["name"] or "",
+                "bps": share["bps"],
+                "percent": share["percent"],
+                "exact_bps": share["exact_bps"],
+                "ack": share["ack"],
+                "ack_reason": share["ack_reason"],
+                "through": ";".join(f"{p['contribution']}={p['bps']}" for p in share["through"]),
             }
         )
-    for entry in report.split.unresolved:
+    for entry in report["unresolved"]:
         rows.append(
             {
                 "kind": "unresolved",
-                "id": str(entry.record_id),
+                "id": entry["record"],
                 "name": "",
-                "bps": entry.bps,
-                "percent": percent(entry.bps),
-                "exact_bps": str(entry.exact_bps),
+                "bps": entry["bps"],
+                "percent": entry["percent"],
+                "exact_bps": entry["exact_bps"],
                 "ack": "",
-                "ack_reason": str(entry.reason),
+                "ack_reason": entry["reason"],
                 "through": "",
             }
         )
     return rows
 
 
-def credits_json(report: CreditReport) -> dict[str, object]:
-    body = report.production.body
-    assert isinstance(body, Production)
-    authors = []
-    for share in report.split.authors:
-        status, reason = ack_status(report.acks.get(share.author))
-        ack = report.acks.get(share.author)
-        authors.append(
-            {
-                "author": share.author_id,
-                "name": report.names.get(share.author),
-                "bps": share.bps,
-                "percent": percent(share.bps),
-                "exact_bps": str(share.exact_bps),
-                "ack": status,
-                "ack_reason": reason,
-                "ack_id": str(ack.id) if ack else None,
-                "through": [
-                    {
-                        "contribution": str(part.contribution),
-                        "title": report.titles.get(part.contribution),
-                        "bps": part.bps,
-                        "exact_bps": str(part.exact_bps),
-                    }
-                    for part in share.through
-                ],
-            }
-        )
-    return {
-        "production": str(report.production.id),
-        "title": body.title,
-        "director": report.production.author_id,
-        "total_bps": report.split.total_bps,
-        "authors": authors,
-        "unresolved": [
-            {
-                "record": str(entry.record_id),
-                "reason": str(entry.reason),
-                "bps": entry.bps,
-                "percent": percent(entry.bps),
-                "exact_bps": str(entry.exact_bps),
-            }
-            for entry in report.split.unresolved
-        ],
-    }
-
-
 @root_group.command(name="credits")
 @click.argument("production_id")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV for payouts (see docs/credits.md).")
+@click.option(
+    "--fetch",
+    is_flag=True,
+    help="First fetch from peers the records the split lacks (needs the daemon).",
+)
 @json_option
-def credits_command(production_id: str, as_csv: bool) -> None:
-    """The credit split of a production per author, with each author's ack."""
+def credits_command(production_id: str, as_csv: bool, fetch: bool) -> None:
+    """The credit split of a production per author, with each author's ack.
+
+    With --fetch, the daemon first fetches from its peers the production and
+    the ancestors its credit reaches that this node does not hold.
+    """
     options = settings()
     if as_csv and options.json:
         raise click.UsageError("--csv and --json cannot be used together")
-    with options.open_store() as store:
-        report = credit_report(store, parse_cid(production_id))
+    if fetch and options.mode == "offline":
+        raise click.UsageError("--fetch needs the daemon; it cannot be used with --offline")
+    wanted = parse_cid(production_id)
+    with options.backend() as node:
+        report = node.credits(wanted, fetch=fetch)
     if options.json:
-        render.print_json(credits_json(report))
+        render.print_json(report)
     elif as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -409,40 +341,46 @@ def credits_command(production_id: str, as_csv: bool) -> None:
         print_credit_table(report)
 
 
-def print_credit_table(report: CreditReport) -> None:
-    body = report.production.body
-    assert isinstance(body, Production)
-    render.stdout.print(f"credits of “{body.title}” ({report.production.id})", markup=False)
+def print_credit_table(report: Mapping[str, Any]) -> None:
+    fetched = report.get("fetched")
+    if fetched is not None:
+        failed = len(fetched["failed"])
+        render.stderr.print(
+            f"fetched {fetched['records']} record(s) from peers"
+            + (f"; {failed} none of them had" if failed else ""),
+            markup=False,
+        )
+    render.stdout.print(f"credits of “{report['title']}” ({report['production']})", markup=False)
     header = ("name", "author", "bps", "%", "ack", "through")
     rows = []
-    for share in report.split.authors:
+    for share in report["authors"]:
         through = ", ".join(
-            f"{report.titles.get(p.contribution, str(p.contribution))} ({p.bps})"
-            for p in share.through
+            f"{part['title'] if part['title'] is not None else part['contribution']}"
+            f" ({part['bps']})"
+            for part in share["through"]
         )
-        status = ack_status(report.acks.get(share.author))[0]
         rows.append(
             (
-                report.names.get(share.author, "-"),
-                share.author_id,
-                str(share.bps),
-                percent(share.bps),
-                status,
+                share["name"] or "-",
+                share["author"],
+                str(share["bps"]),
+                share["percent"],
+                share["ack"],
                 through,
             )
         )
-    for entry in report.split.unresolved:
+    for entry in report["unresolved"]:
         rows.append(
             (
                 "(unresolved)",
-                str(entry.record_id),
-                str(entry.bps),
-                percent(entry.bps),
+                entry["record"],
+                str(entry["bps"]),
+                entry["percent"],
                 "-",
-                f"record {entry.reason.replace('-', ' ')}",
+                f"record {entry['reason'].replace('-', ' ')}",
             )
         )
-    rows.append(("total", "", str(report.split.total_bps), percent(report.split.total_bps), "", ""))
+    rows.append(("total", "", str(report["total_bps"]), percent(report["total_bps"]), "", ""))
     # Padded by terminal cells, not code points: names may hold wide (CJK) characters.
     widths = [max(cell_len(row[i]) for row in [header, *rows]) for i in range(5)]
     right = {2, 3}
@@ -454,15 +392,15 @@ def print_credit_table(report: CreditReport) -> None:
             for i, cell in enumerate(row[:5])
         ]
         render.stdout.print(("  ".join(cells) + "  " + row[5]).rstrip(), markup=False)
-    for share in report.split.authors:
-        status, reason = ack_status(report.acks.get(share.author))
-        if status == "disputed":
-            name = report.names.get(share.author) or share.author_id
-            render.stdout.print(f"disputed by {name}: {reason}", markup=False)
-    if report.split.unresolved:
+    for share in report["authors"]:
+        if share["ack"] == "disputed":
+            name = share["name"] or share["author"]
+            render.stdout.print(f"disputed by {name}: {share['ack_reason']}", markup=False)
+    if report["unresolved"]:
         render.stdout.print(
-            "unresolved: credit reached records this node does not hold; import or fetch them"
-            " and run this again",
+            "unresolved: credit reached records this node does not hold; run"
+            f" `remixnet credits {report['production']} --fetch` (with the daemon) or import"
+            " them, then run this again",
             markup=False,
         )
 
@@ -477,37 +415,22 @@ def ack(production_id: str, accept: bool, dispute: str | None) -> None:
     options = settings()
     if accept == (dispute is not None):
         raise click.UsageError("give exactly one of --accept or --dispute REASON")
-    identity = options.data_dir.load_identity()
-    with options.open_store() as store:
-        record = acknowledge(
-            store, identity, parse_cid(production_id), accept=accept, reason=dispute or ""
-        )
+    wanted = parse_cid(production_id)
+    Ack(wanted, accept, dispute or "")  # a dispute without a reason fails here, either way
+    with options.backend() as node:
+        view = node.acknowledge(wanted, accept, dispute or "")
     if options.json:
-        render.print_json(to_json(record))
+        render.print_json(view)
     else:
         verb = "accepted" if accept else "disputed"
         render.stdout.print(f"{verb} production {production_id}", markup=False)
-        render.stdout.print(f"ack  {record.id}", markup=False)
+        render.stdout.print(f"ack  {view['id']}", markup=False)
 
 
-# -- graph --------------------------------------------------------------------------------
+# -- drawings (``lineage --format dot|svg``; ``graph`` is its old, hidden name) -------------
 
 
-@root_group.command()
-@click.argument("record_id")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["svg", "dot"]),
-    default="svg",
-    show_default=True,
-)
-@click.option("--production", "production_id", help="Show this production's credit flow.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="File.")
-@click.option("--depth", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--max-nodes", type=click.IntRange(2, 5000), default=MAX_NODES, show_default=True)
-@json_option
-def graph(
+def draw_lineage(
     record_id: str,
     output_format: str,
     production_id: str | None,
@@ -515,26 +438,21 @@ def graph(
     depth: int,
     max_nodes: int,
 ) -> None:
-    """Draw the remix DAG around a contribution or production (SVG or Graphviz DOT).
-
-    Writes to OUTPUT, or to stdout without -o.
-    """
+    """Draw the remix DAG around a record as SVG or DOT, to ``output`` or stdout."""
     options = settings()
-    with options.open_store() as store:
-        try:
-            drawing = build_graph(
-                store,
-                parse_cid(record_id),
-                production=parse_cid(production_id) if production_id else None,
-                depth=depth,
-                max_nodes=max_nodes,
-            )
-        except GraphTooLarge as error:
-            raise click.ClickException(str(error)) from None
-    text = to_svg(drawing) if output_format == "svg" else to_dot(drawing)
+    if output is None and options.json:
+        raise click.UsageError("--json needs -o FILE (the drawing goes there)")
+    request = GraphRequest(
+        parse_cid(record_id),
+        output_format,
+        parse_cid(production_id) if production_id else None,
+        depth,
+        max_nodes,
+    )
+    with options.backend() as node:
+        drawing = node.graph(request)
+    text = str(drawing["text"])
     if output is None:
-        if options.json:
-            raise click.UsageError("--json needs -o FILE (the drawing goes there)")
         sys.stdout.write(text)
         return
     partial = output.with_name(output.name + ".partial")
@@ -545,12 +463,43 @@ def graph(
             {
                 "path": str(output),
                 "format": output_format,
-                "nodes": len(drawing.nodes),
-                "edges": len(drawing.edges),
+                "nodes": drawing["nodes"],
+                "edges": drawing["edges"],
             }
         )
     else:
         render.stdout.print(
-            f"wrote {output} ({len(drawing.nodes)} records, {len(drawing.edges)} edges)",
+            f"wrote {output} ({drawing['nodes']} records, {drawing['edges']} edges)",
             markup=False,
         )
+
+
+@root_group.command(hidden=True)
+@click.argument("record_id")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(list(GRAPH_FORMATS)),
+    default="svg",
+    show_default=True,
+)
+@click.option("--production", "production_id", help="Show this production's credit flow.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="File.")
+@click.option("--depth", type=click.IntRange(1, MAX_GRAPH_DEPTH), default=50, show_default=True)
+@click.option(
+    "--max-nodes",
+    type=click.IntRange(2, MAX_GRAPH_NODES),
+    default=DEFAULT_GRAPH_NODES,
+    show_default=True,
+)
+@json_option
+def graph(
+    record_id: str,
+    output_format: str,
+    production_id: str | None,
+    output: Path | None,
+    depth: int,
+    max_nodes: int,
+) -> None:
+    """Same as `lineage RECORD_ID --format svg|dot` (kept for old scripts)."""
+    draw_lineage(record_id, output_format, production_id, output, depth, max_nodes)

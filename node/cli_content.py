@@ -20,8 +20,10 @@ import click
 from node import render
 from node.cli import EXIT_ERROR, F, cli, fail, json_option, parse_cid, settings
 from node.cli_backend import RecordQuery
+from node.cli_collab import draw_lineage
 from node.operations import DEFAULT_LICENSE, WorkFields, check_work
 from node.rpc_params import MAX_LINEAGE_DEPTH, MAX_LINEAGE_RECORDS
+from node.rpc_params_collab import DEFAULT_GRAPH_NODES, MAX_GRAPH_NODES
 from protocol.cid import Cid
 from protocol.identity import public_key_of
 from protocol.records import Parent, RecordType
@@ -134,12 +136,14 @@ def show(record_id: str) -> None:
     options = settings()
     with options.backend() as node:
         detail = node.record(parse_cid(record_id))
+        author = str(detail.record["author"])
+        names = {} if options.json else node.author_names([author])
     if options.json:
         render.print_json(
             {**detail.record, "remixed_by": [str(child) for child in detail.remixed_by]}
         )
         return
-    render.show_record_view(detail.record, remixed_by=len(detail.remixed_by))
+    render.show_record_view(detail.record, len(detail.remixed_by), names.get(author))
 
 
 @cli.command()
@@ -234,30 +238,75 @@ def list_command(
             limit=limit,
         )
         records = node.records(query)
+        names = {} if options.json else node.author_names(str(r["author"]) for r in records)
     if options.json:
         render.print_json(records)
     elif records:
-        render.print_record_views(records)
+        render.print_record_views(records, names)
     else:
         render.stderr.print("no records match", markup=False)
 
 
 @cli.command()
 @click.argument("record_id")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["tree", "json", "dot", "svg"]),
+    default="tree",
+    show_default=True,
+    help="tree: a text tree; json: every record (as --json); dot/svg: a drawing.",
+)
 @click.option("--depth", type=click.IntRange(1, MAX_LINEAGE_DEPTH), default=50, show_default=True)
+@click.option(
+    "--production",
+    "production_id",
+    help="With dot/svg: show this production's credit flow.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With dot/svg: write the drawing to this file [default: stdout].",
+)
+@click.option(
+    "--max-nodes",
+    type=click.IntRange(2, MAX_GRAPH_NODES),
+    default=DEFAULT_GRAPH_NODES,
+    show_default=True,
+    help="With dot/svg: fail rather than draw more records.",
+)
 @json_option
-def lineage(record_id: str, depth: int) -> None:
+def lineage(
+    record_id: str,
+    output_format: str,
+    depth: int,
+    production_id: str | None,
+    output: Path | None,
+    max_nodes: int,
+) -> None:
     """Show what a record remixes (ancestors) and what remixes it (descendants).
 
-    --json lists every generation (up to 1000), whatever --depth says.
+    --format json (or --json) lists every generation (up to 1000), whatever
+    --depth says. --format svg or dot draws the DAG around a contribution or a
+    production, with the credit flow of a production: `lineage PRODUCTION_ID
+    --format svg -o credits.svg`.
     """
     options = settings()
+    if output_format in ("dot", "svg"):
+        draw_lineage(record_id, output_format, production_id, output, depth, max_nodes)
+        return
+    if production_id is not None or output is not None:
+        raise click.UsageError("--production and -o go with --format dot or svg")
+    as_json = options.json or output_format == "json"
     with options.backend() as node:
-        graph = node.lineage(parse_cid(record_id), MAX_LINEAGE_DEPTH if options.json else depth)
-    if options.json:
+        graph = node.lineage(parse_cid(record_id), MAX_LINEAGE_DEPTH if as_json else depth)
+        authors = (str(view["author"]) for view in graph.records.values())
+        names = {} if as_json else node.author_names(authors)
+    if as_json:
         render.print_json(graph.to_json())
     else:
-        render.stdout.print(render.lineage_tree(graph, depth))
+        render.stdout.print(render.lineage_tree(graph, depth, names))
     if graph.truncated:
         render.stderr.print(
             f"note: the lineage is larger than {MAX_LINEAGE_RECORDS} records each way;"

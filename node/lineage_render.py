@@ -27,6 +27,7 @@ from node.productions import production_split, profile_name, record_lookup
 from node.render import short_author
 from node.store import Store
 from protocol.cid import Cid
+from protocol.errors import RemoteProtocolError
 from protocol.lineage import CreditSplit
 from protocol.records import Contribution, Production, SignedRecord
 
@@ -34,12 +35,14 @@ NodeKind = Literal["contribution", "production", "missing", "other"]
 MAX_NODES: Final = 400
 
 
-class GraphTooLarge(Exception):
-    """More records than a drawing can show legibly."""
+class GraphTooLarge(RemoteProtocolError):
+    """More records than a drawing can show legibly (the caller asked for too much)."""
 
     def __init__(self, count: int, limit: int) -> None:
         super().__init__(
-            f"the graph has more than {limit} records ({count} so far); draw less with --depth"
+            "graph-too-large",
+            f"more than {limit} records ({count} so far); draw less with --depth"
+            " or allow more with --max-nodes",
         )
 
 

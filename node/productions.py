@@ -1,13 +1,15 @@
 """Collabs, productions, acks and credit reports over a store (issue 7, one node).
 
-Blocking functions over a ``Store``, shared by the offline CLI and (later) the
-daemon's RPC methods: run them in a worker thread under trio. They return
-plain values and raise typed errors (``NotFound``, ``InvalidProduction`` and
-the other ``ProtocolError`` subclasses); nothing here prints.
+Blocking functions over a ``Store``, shared by the offline CLI and the
+daemon's RPC methods (both through ``node.rpc_methods_collab``): run them in a
+worker thread under trio. They return plain values and raise typed errors
+(``NotFound``, ``InvalidProduction`` and the other ``ProtocolError``
+subclasses); nothing here prints.
 
 The credit split itself is ``protocol.lineage``; this module feeds it the
 records this store holds. What the store lacks is reported by the split as
-unresolved; fetching it from peers is not done here.
+unresolved; fetching it from peers is the daemon's (``credits.get`` with
+``fetch``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -107,27 +108,51 @@ def short_author(author_id: str) -> str:
     return f"{author_id[:8]}…{author_id[-6:]}"
 
 
+def author_label(author_id: str, name: object, *, short: bool = True) -> str:
+    """``Ada (12D3KooW…ab12cd)`` when the author's profile name is known, else the id.
+
+    ``short`` shortens the id (listings); the full id is for fields to copy.
+    """
+    shown = short_author(author_id) if short else author_id
+    return f"{name} ({shown})" if isinstance(name, str) and name else shown
+
+
 def print_records(records: list[SignedRecord]) -> None:
     """One line per record, like ``git log --oneline``: full id first, to copy."""
     print_record_views([to_json(record) for record in records])
 
 
-def print_record_views(views: list[Mapping[str, Any]]) -> None:
-    """``print_records`` for record views (``to_json``, or what the daemon sends)."""
+def print_record_views(
+    views: list[Mapping[str, Any]], names: Mapping[str, str] | None = None
+) -> None:
+    """``print_records`` for record views (``to_json``, or what the daemon sends).
+
+    The author column shows the profile name from ``names`` (author id -> name)
+    or the view's own ``author_name`` when known.
+    """
     rows = [
         (
             str(view["id"]),
             str(view["type"]),
             str(view["media_type"]) if view["type"] == "contribution" else "-",
-            short_author(str(view["author"])),
+            author_label(str(view["author"]), _name_of(view, names)),
             view_title(view),
         )
         for view in views
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    # Padded by terminal cells: names may hold wide (CJK) characters.
+    widths = [max(cell_len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
-        fixed = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        fixed = "  ".join(
+            cell + " " * (width - cell_len(cell)) for cell, width in zip(row, widths, strict=False)
+        )
         stdout.print(f"{fixed}  {row[4]}", markup=False)
+
+
+def _name_of(view: Mapping[str, Any], names: Mapping[str, str] | None) -> object:
+    if names is not None and str(view["author"]) in names:
+        return names[str(view["author"])]
+    return view.get("author_name")
 
 
 def show_record(record: SignedRecord, remixed_by: int) -> None:
@@ -135,9 +160,15 @@ def show_record(record: SignedRecord, remixed_by: int) -> None:
     show_record_view(to_json(record), remixed_by)
 
 
-def show_record_view(record: Mapping[str, Any], remixed_by: int) -> None:
-    """``show_record`` for a record view (a verified record's ``to_json``)."""
+def show_record_view(
+    record: Mapping[str, Any], remixed_by: int, author_name: str | None = None
+) -> None:
+    """``show_record`` for a record view (a verified record's ``to_json``).
+
+    With ``author_name`` (the author's profile name) the author reads ``Ada (12D3KooW…)``.
+    """
     view = {**record, "signature": "valid", "remixed_by": f"{remixed_by} record(s)"}
+    view["author"] = author_label(str(record["author"]), author_name, short=False)
     shown = {key: value for key, value in view.items() if value not in (None, "", [])}
     width = max(len(key) for key in shown)
     for key, value in shown.items():
@@ -151,15 +182,18 @@ def show_record_view(record: Mapping[str, Any], remixed_by: int) -> None:
         stdout.print(f"{key:<{width}}  {rendered}", markup=False)
 
 
-def lineage_tree(graph: LineageGraph, depth: int) -> Tree:
-    """Ancestors (what it remixes) and descendants (its remixes) of ``graph.root``."""
+def lineage_tree(graph: LineageGraph, depth: int, names: Mapping[str, str] | None = None) -> Tree:
+    """Ancestors (what it remixes) and descendants (its remixes) of ``graph.root``.
+
+    ``names`` maps author ids to profile names, shown as ``by Ada (12D3KooW…)``.
+    """
 
     def label(record_id: Cid) -> str:
         view = graph.records.get(record_id)
         if view is None:
             return f"{record_id} [dim](not in this store)[/dim]"
         title = _escape(view_title(view))
-        author = short_author(str(view["author"]))
+        author = _escape(author_label(str(view["author"]), _name_of(view, names)))
         return f"[bold]{title}[/bold] {record_id} [dim]by {author}[/dim]"
 
     root = graph.root

@@ -412,3 +412,106 @@ def test_daemon_errors_read_as_the_offline_lines(tmp_path: Path) -> None:
     assert "does not serve car.export" in error_line("car.export", old_daemon, {})
     bug = RpcError(INTERNAL_ERROR, "internal error", "KeyError")
     assert "log" in error_line("store.fsck", bug, {})
+
+
+@pytest.mark.slow
+def test_collab_commands_print_the_same_through_the_daemon(
+    daemon_process: DaemonProcess,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data_dir = daemon_process.cli.data_dir
+    offline = InProcessCli(data_dir, tmp_path, monkeypatch)
+    online = InProcessCli(data_dir, tmp_path, monkeypatch, ("--online",))
+    (tmp_path / "poem.txt").write_text("snow on snow")
+    (tmp_path / "song.mp3").write_bytes(b"ID3 a song")
+    offline.json("profile", "set", "--name", "Ana Lía")
+    poem = offline.json("add", "poem.txt", "--title", "Winter poem")
+    collab = offline.json(
+        "collab", "open", "--title", "Winter <sounds>", "--deadline", "2031-03-01"
+    )
+    song = offline.json(
+        "remix", poem["id"], "song.mp3", "--title", "Snow song", "--collab", collab["id"]
+    )
+    production = offline.json(
+        "production",
+        "create",
+        "--title",
+        "Album",
+        "--collab",
+        collab["id"],
+        "--credit",
+        f"{song['id']}:music:6000",
+        "--credit",
+        f"{poem['id']}:words:4000",
+    )
+    offline.json("ack", production["id"], "--dispute", "more for the words")
+
+    commands: list[tuple[str, ...]] = [
+        ("collab", "ls"),
+        ("collab", "ls", "--json"),
+        ("collab", "show", collab["id"]),
+        ("collab", "show", collab["id"], "--json"),
+        ("production", "show", production["id"]),
+        ("production", "show", production["id"], "--json"),
+        ("credits", production["id"]),
+        ("credits", production["id"], "--json"),
+        ("credits", production["id"], "--csv"),
+        ("lineage", production["id"], "--format", "dot"),
+        ("lineage", song["id"], "--format", "svg", "--production", production["id"]),
+        ("lineage", poem["id"], "--format", "svg", "-o", "poem.svg", "--json"),
+        ("graph", production["id"], "-o", "album.svg"),
+        ("lineage", song["id"]),
+        ("lineage", song["id"], "--format", "json"),
+        ("ls",),
+        ("show", song["id"]),
+        # Errors a user can cause: the same line, the same exit code.
+        ("collab", "show", UNKNOWN),
+        ("collab", "show", poem["id"]),
+        ("credits", song["id"]),
+        ("production", "show", UNKNOWN),
+        ("lineage", production["id"], "--format", "svg", "--max-nodes", "2"),
+        ("lineage", song["id"], "--production", production["id"]),
+        ("production", "create", "--title", "X", "--credit", f"{song['id']}:music:9000"),
+        ("production", "create", "--title", "X", "--credit", f"{UNKNOWN}:music:10000"),
+        ("production", "create", "--title", "X", "--credit", f"{collab['id']}:music:10000"),
+        ("collab", "open", "--title", ""),
+        ("ack", production["id"], "--dispute", " "),
+        ("ack", UNKNOWN, "--accept"),
+    ]
+    written = ("poem.svg", "album.svg")
+
+    def run_all(cli: InProcessCli) -> list[tuple[int, bytes, str]]:
+        results = [cli.run(*command) for command in commands]
+        for name in written:
+            results.append((0, (tmp_path / name).read_bytes(), name))
+            (tmp_path / name).unlink()
+        return results
+
+    expected = run_all(offline)
+    assert sum(code != 0 for code, _, _ in expected) == 12  # the errors, and no others
+    tree = expected[commands.index(("lineage", song["id"]))][1].decode()
+    assert "by Ana Lía (12D3KooW" in tree
+    assert "Ana Lía (12D3KooW" in expected[commands.index(("ls",))][1].decode()
+    daemon_process.start()
+    for command, want, got in zip([*commands, *written], expected, run_all(online), strict=True):
+        assert got == want, command
+
+    # Signing prints the same, but for the new record's id (it has a new creation time).
+    for args in [
+        ("collab", "open", "--title", "Again"),
+        ("production", "create", "--title", "Single", "--credit", f"{song['id']}:m:10000"),
+        ("ack", production["id"], "--accept"),
+    ]:
+        through_daemon, directly = online.json(*args), offline.json(*args)
+        assert through_daemon["id"] != directly["id"]
+        same = ("id", "created_ms")
+        assert {**through_daemon, **dict.fromkeys(same)} == {**directly, **dict.fromkeys(same)}
+    assert online.run("credits", production["id"], "--fetch")[0] == 0
+    code, out, err = offline.run("--offline", "credits", production["id"], "--fetch")
+    assert (code, out) == (2, b"")
+    assert "--fetch needs the daemon" in err
+    assert daemon_process.stop() == 0
+    code, out, err = offline.run("credits", production["id"], "--fetch")
+    assert (code, out) == (1, b"")
+    assert err.startswith("remixnet: error: fetching records from peers needs the daemon")
