@@ -1,5 +1,7 @@
 """The ``remixnet`` social commands: follow, unfollow, following, feed, profile, notifications.
 
+``follow``/``unfollow`` take an AUTHOR or ``--collab COLLAB_ID``.
+
 Attached to the ``cli`` group of ``node.cli`` (which imports this module at
 its end). Each command calls one method of ``node.rpc_api`` on the daemon when
 one runs, else the same function (``node.social_methods.OFFLINE``) on the
@@ -25,8 +27,10 @@ from node.rpc_api import (
     PROFILES_SET,
     SOCIAL_FEED,
     SOCIAL_FOLLOW,
+    SOCIAL_FOLLOW_COLLAB,
     SOCIAL_FOLLOWING,
     SOCIAL_UNFOLLOW,
+    SOCIAL_UNFOLLOW_COLLAB,
 )
 from node.rpc_params_social import MAX_FEED
 from node.rpc_schema import MethodSpec
@@ -68,39 +72,61 @@ def print_result(result: dict[str, Any], line: str) -> None:
         render.stdout.print(line, markup=False)
 
 
+def follow_target(author: str | None, collab: str | None, command: str) -> dict[str, object]:
+    """The params of AUTHOR or ``--collab ID``: exactly one of them (else a usage error)."""
+    if (author is None) == (collab is None):
+        raise click.UsageError(f"{command} takes an AUTHOR or --collab COLLAB_ID (one of them)")
+    return {"author": author} if author is not None else {"collab": collab}
+
+
 @cli.command()
-@click.argument("author")
+@click.argument("author", required=False)
+@click.option("--collab", metavar="COLLAB_ID", help="Follow a collab instead of an author.")
 @json_option
-def follow(author: str) -> None:
-    """Follow AUTHOR (a PeerID): their works appear in `remixnet feed`."""
-    result = run_method(SOCIAL_FOLLOW, {"author": author})
+def follow(author: str | None, collab: str | None) -> None:
+    """Follow AUTHOR (a PeerID): their works appear in `remixnet feed`.
+
+    With --collab COLLAB_ID, follow a collab: the daemon listens to its topic
+    and stores the contributions that answer it.
+    """
+    params = follow_target(author, collab, "follow")
+    result = run_method(SOCIAL_FOLLOW_COLLAB if collab else SOCIAL_FOLLOW, params)
     verb = "following" if result["changed"] else "already following"
-    print_result(result, f"{verb} {result['author']}")
+    target = f"collab {result['collab']}" if collab else result["author"]
+    print_result(result, f"{verb} {target}")
 
 
 @cli.command()
-@click.argument("author")
+@click.argument("author", required=False)
+@click.option("--collab", metavar="COLLAB_ID", help="Unfollow a collab instead of an author.")
 @json_option
-def unfollow(author: str) -> None:
-    """Stop following AUTHOR."""
-    result = run_method(SOCIAL_UNFOLLOW, {"author": author})
+def unfollow(author: str | None, collab: str | None) -> None:
+    """Stop following AUTHOR (or the collab COLLAB_ID)."""
+    params = follow_target(author, collab, "unfollow")
+    result = run_method(SOCIAL_UNFOLLOW_COLLAB if collab else SOCIAL_UNFOLLOW, params)
     verb = "unfollowed" if result["changed"] else "was not following"
-    print_result(result, f"{verb} {result['author']}")
+    target = f"collab {result['collab']}" if collab else result["author"]
+    print_result(result, f"{verb} {target}")
 
 
 @cli.command()
 @json_option
 def following() -> None:
-    """List the authors you follow."""
+    """List the authors and collabs you follow."""
     result = run_method(SOCIAL_FOLLOWING, {})
     if settings().json:
         render.print_json(result)
         return
-    if not result["following"]:
-        render.stderr.print("you follow nobody yet (remixnet follow AUTHOR)", markup=False)
+    if not result["following"] and not result["collabs"]:
+        render.stderr.print(
+            "you follow nobody yet (remixnet follow AUTHOR, or --collab COLLAB_ID)", markup=False
+        )
     for entry in result["following"]:
         name = entry["name"] if isinstance(entry["name"], str) else "-"
         render.stdout.print(f"{entry['author']}  {name}", markup=False)
+    for entry in result["collabs"]:
+        title = entry["title"] if isinstance(entry["title"], str) else "-"
+        render.stdout.print(f"collab {entry['collab']}  {title}", markup=False)
 
 
 @cli.command()

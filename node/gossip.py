@@ -2,20 +2,25 @@
 
 A node announces every record it publishes (a message is the record's signed
 bytes; its id is the record id) on ``ANNOUNCE_TOPIC``, and a contribution
-naming a collab also on ``collab_topic(collab)``. It stores every valid record
-it receives, emits ``record.added`` (origin ``"gossip"``), a ``notification``
-for a remix of one of its own records, and fetches content as
-``GossipConfig.auto_fetch`` says.
+naming a collab also on ``collab_topic(collab)``. It subscribes to the
+announce topic and to the topic of every collab it follows
+(``node.social.followed_collabs``; ``set_collab_followed`` changes that while
+it runs). It stores every valid record it receives, emits ``record.added``
+(origin ``"gossip"``), a ``notification`` for a remix of one of its own
+records, and fetches content as ``GossipConfig.auto_fetch`` says.
 
 Invariants:
 
 * every message is validated before it is delivered or forwarded, whatever
   its topics (``validate_announcement``: a canonical, correctly signed,
   schema-valid record of at most ``MAX_RECORD_SIZE`` bytes, created at most
-  ``max_clock_skew_ms`` after the node's clock); an invalid message is
-  neither stored, nor forwarded, nor delivered;
+  ``max_clock_skew_ms`` after the node's clock) and, on a collab's topic, a
+  contribution to that collab; an invalid message is neither stored, nor
+  forwarded, nor delivered;
 * the peer that forwarded an invalid message gets a strike; at
   ``invalid_before_ban`` strikes it is blacklisted by pubsub and disconnected;
+* every record received (by gossip or by sync) is stored through ``accept``,
+  the one place where an incoming record is admitted;
 * a received record is stored once (``Store.put_record`` deduplicates), so a
   record that arrives by gossip and by sync emits ``record.added`` once;
 * queues are bounded; what overflows is counted in ``statistics()`` and left
@@ -44,7 +49,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from node.events import EventBus
 from node.host import Host
 from node.rpc_api import NOTIFICATION_EVENT, RECORD_ADDED
-from node.social import is_followed, notify_remix, parents_by
+from node.social import followed_collabs, is_followed, notify_remix, parents_by
 from node.store import Store
 from protocol.cid import Cid
 from protocol.records import (
@@ -74,6 +79,8 @@ FetchFunction = Callable[[Cid, Sequence[str]], Awaitable[object]]
 # a peer's sending task drains it would lose announcements. The announce loop
 # waits while any peer's queue holds ``OUTBOUND_PACE`` or more.
 OUTBOUND_PACE: Final = 16
+STORE_BATCH: Final = 512  # received records stored in one transaction at most
+VALIDATED_MEMORY: Final = 4096  # validated records awaiting delivery, at most
 
 COUNTERS: Final = frozenset(
     {
@@ -93,14 +100,41 @@ COUNTERS: Final = frozenset(
 )
 
 
+COLLAB_TOPIC_PREFIX: Final = "/remixnet/collab/"
+
+
 def collab_topic(collab: Cid) -> str:
     """The topic of one collab's contributions."""
-    return f"/remixnet/collab/{collab}/1"
+    return f"{COLLAB_TOPIC_PREFIX}{collab}/1"
+
+
+def check_topics(record: SignedRecord, topics: Sequence[str]) -> None:
+    """Raise ``InvalidRecord`` (``wrong-topic``) unless ``record`` belongs on every collab topic.
+
+    A message on a collab's topic must be a contribution to that collab, so
+    that following a collab brings its contributions and nothing else.
+    """
+    for topic in topics:
+        if not topic.startswith(COLLAB_TOPIC_PREFIX):
+            continue
+        body = record.body
+        if not isinstance(body, Contribution) or body.collab is None:
+            raise InvalidRecord("wrong-topic", f"not a contribution to a collab, on {topic}")
+        if collab_topic(body.collab) != topic:
+            raise InvalidRecord("wrong-topic", f"a contribution to {body.collab} on {topic}")
 
 
 def message_id(message: rpc_pb2.Message) -> bytes:
-    """The id of a message: the record id of its data (whatever the data is)."""
-    return Cid.for_raw(message.data).to_bytes()
+    """The id of a message: the record id of its data (whatever the data is).
+
+    On a collab's topic the topic's name follows the record id: a record is
+    announced in one message per topic (see ``Gossip.announce``), and with one
+    id for both, every node would drop the second message as already seen.
+    """
+    record_id = Cid.for_raw(message.data).to_bytes()
+    if len(message.topicIDs) == 1 and message.topicIDs[0] != ANNOUNCE_TOPIC:
+        return record_id + message.topicIDs[0].encode()
+    return record_id
 
 
 def validate_announcement(data: bytes, *, now_ms: int, max_clock_skew_ms: int) -> SignedRecord:
@@ -115,6 +149,10 @@ def validate_announcement(data: bytes, *, now_ms: int, max_clock_skew_ms: int) -
             "from-the-future", f"created_ms {record.created_ms} > now {now_ms} + skew"
         )
     return record
+
+
+def _refuse_nothing(record: SignedRecord, peer_id: str | None) -> bool:
+    return False
 
 
 def wall_clock_ms() -> int:
@@ -205,9 +243,12 @@ class Gossip:
         )
         self.pubsub.validator = self._validate
         self.pubsub.deliver = self._deliver
-        self._received_send, self._received_recv = trio.open_memory_channel[
-            tuple[rpc_pb2.Message, str]
-        ](config.receive_queue)
+        self._received_send, self._received_recv = trio.open_memory_channel[SignedRecord](
+            config.receive_queue
+        )
+        # Records that passed validation, by message data, until delivered: so that a
+        # record's signature is verified once, not again when it is stored.
+        self._validated: dict[bytes, SignedRecord] = {}
         self._announce_send, self._announce_recv = trio.open_memory_channel[Cid](
             config.announce_queue
         )
@@ -221,6 +262,9 @@ class Gossip:
         self._stats: Counter[str] = Counter()
         self._running = False
         self._announced: dict[Cid, None] = {}  # recently announced ids, oldest first
+        # Seed policies (node.seed) set this: a record (from a peer, None for sync) that
+        # must be neither stored nor forwarded (a blocked author or peer).
+        self.refuse_record: Callable[[SignedRecord, str | None], bool] = _refuse_nothing
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -237,6 +281,9 @@ class Gossip:
             ):
                 await self.pubsub.wait_until_ready()
                 await self.pubsub.subscribe(ANNOUNCE_TOPIC)
+                collabs = await trio.to_thread.run_sync(followed_collabs, self.store)
+                for collab in collabs:
+                    await self.pubsub.subscribe(collab_topic(collab))
                 nursery.start_soon(self._store_received)
                 nursery.start_soon(self._announce_loop)
                 nursery.start_soon(self._poll_own_records)
@@ -248,6 +295,17 @@ class Gossip:
         finally:
             self._running = False
             subscription.close()
+
+    async def set_collab_followed(self, collab: Cid, followed: bool) -> None:
+        """Subscribe to (``followed``) or leave ``collab``'s topic; at start, ``run`` subscribes
+        to every collab followed in the store, so this only matters while running."""
+        if not self._running:
+            return
+        topic = collab_topic(collab)
+        if followed:
+            await self.pubsub.subscribe(topic)
+        else:
+            await self.pubsub.unsubscribe(topic)
 
     # -- announcing --------------------------------------------------------------
 
@@ -268,7 +326,13 @@ class Gossip:
         body = record.body
         if isinstance(body, Contribution) and body.collab is not None:
             topics.append(collab_topic(body.collab))
-        await self.pubsub.publish(topics, record.encoded)
+        # EDGE: py-libp2p puts every topic in one message (repeated topicIDs)
+        # and signs that; js-libp2p's message has a single topic and checks
+        # the signature over a re-encoding with only the last one, so a
+        # message on two topics fails its check and counts against us. One
+        # message per topic (tests/test_js_interop.py).
+        for topic in topics:
+            await self.pubsub.publish(topic, record.encoded)
         self._stats["announced"] += 1
 
     async def _poll_own_records(self) -> None:
@@ -314,14 +378,21 @@ class Gossip:
 
     def _validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
         try:
-            self.validate(message.data)
+            record = self.validate(message.data)
+            check_topics(record, message.topicIDs)
         except InvalidRecord as error:
             self._invalid_reasons[error.reason] += 1
             self._stats["invalid_messages"] += 1
             if forwarder != self.pubsub.my_id:
                 self._strike(forwarder)
             return False
+        if self.refuse_record(record, str(forwarder.to_base58())):
+            self._stats["refused"] += 1  # seed policy: not the forwarder's fault, no strike
+            return False
         self._stats["valid_messages"] += 1
+        self._validated[message.data] = record
+        while len(self._validated) > VALIDATED_MEMORY:  # validated, never delivered (not ours)
+            del self._validated[next(iter(self._validated))]
         return True
 
     def validate(self, data: bytes) -> SignedRecord:
@@ -353,53 +424,81 @@ class Gossip:
     # -- receiving -----------------------------------------------------------------
 
     def _deliver(self, message: rpc_pb2.Message) -> None:
-        origin = ID(message.from_id)
-        if origin == self.pubsub.my_id:
+        record = self._validated.pop(message.data, None)
+        if ID(message.from_id) == self.pubsub.my_id:
             return  # our own announcement
+        if record is None:  # validated so long ago that it was forgotten: check it again
+            try:
+                record = decode_record(message.data, max_size=MAX_RECORD_SIZE)
+            except InvalidRecord:
+                return
         try:
-            self._received_send.send_nowait((message, str(origin.to_base58())))
+            self._received_send.send_nowait(record)
         except trio.WouldBlock:
             self._stats["receive_dropped"] += 1  # sync will carry it
 
     async def _store_received(self) -> None:
-        async for message, _origin in self._received_recv:
+        """Store what arrives in batches: one transaction for whatever is queued, up to
+        ``STORE_BATCH`` records (a commit costs an fsync)."""
+        async for record in self._received_recv:
+            batch = [record]
+            while len(batch) < STORE_BATCH:
+                try:
+                    batch.append(self._received_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
             try:
-                record = decode_record(message.data)
-            except InvalidRecord:  # validated already; cannot happen
-                continue
-            try:
-                await self.accept(record, "gossip")
-            except Exception:  # a store error: sync brings the record again later
-                logger.exception("storing announced record %s failed", record.id)
+                await self.accept_many(batch, "gossip")
+            except Exception:  # a store error: sync brings the records again later
+                logger.exception("storing %d announced records failed", len(batch))
 
     async def accept(self, record: SignedRecord, origin: str) -> bool:
-        """Store a validated record received from a peer; emit its events; maybe fetch content.
+        """``accept_many`` of one record: True when it was new."""
+        return await self.accept_many([record], origin) == 1
 
-        Returns False when the record was already stored (then nothing is emitted).
+    async def accept_many(self, records: Sequence[SignedRecord], origin: str) -> int:
+        """Store validated records received from peers; emit their events; maybe fetch content.
+
+        The one place where a record from a peer (by gossip or by sync) is
+        admitted into the store: what ``refuse_record`` refuses is dropped, the
+        rest is stored in one transaction, and ``record.added`` (and
+        notifications) are emitted for the new ones only. Returns how many
+        were new.
         """
-        stored, notifications, fetch = await trio.to_thread.run_sync(self._store_record, record)
-        if not stored:
-            self._stats["duplicates"] += 1
-            return False
-        self._stats[f"stored_{origin}"] += 1
-        self.events.publish(RECORD_ADDED.name, {"record": to_json(record), "origin": origin})
-        for notification in notifications:
-            self.events.publish(NOTIFICATION_EVENT.name, notification.to_json())
-        if fetch and self.fetch is not None:
-            body = record.body
-            assert isinstance(body, Contribution)
-            try:
-                self._fetch_send.send_nowait((body.content, record.author_id))
-            except trio.WouldBlock:
-                self._stats["fetch_dropped"] += 1
-        return True
+        admitted = [record for record in records if not self.refuse_record(record, None)]
+        self._stats["refused"] += len(records) - len(admitted)
+        if not admitted:
+            return 0
+        outcomes = await trio.to_thread.run_sync(self._store_records, admitted)
+        new = 0
+        for record, (stored, notifications, fetch) in zip(admitted, outcomes, strict=True):
+            if not stored:
+                self._stats["duplicates"] += 1
+                continue
+            new += 1
+            self._stats[f"stored_{origin}"] += 1
+            self.events.publish(RECORD_ADDED.name, {"record": to_json(record), "origin": origin})
+            for notification in notifications:
+                self.events.publish(NOTIFICATION_EVENT.name, notification.to_json())
+            if fetch and self.fetch is not None:
+                body = record.body
+                assert isinstance(body, Contribution)
+                try:
+                    self._fetch_send.send_nowait((body.content, record.author_id))
+                except trio.WouldBlock:
+                    self._stats["fetch_dropped"] += 1
+        return new
 
-    def _store_record(self, record: SignedRecord) -> tuple[bool, list[Any], bool]:
-        """Worker thread: store, notify, and decide whether to fetch the content."""
-        if not self.store.put_record(record):
-            return False, [], False
-        notifications = notify_remix(self.store, record, self.me)
-        return True, notifications, self._wants_content(record)
+    def _store_records(self, records: Sequence[SignedRecord]) -> list[tuple[bool, list[Any], bool]]:
+        """Worker thread: store, notify, and decide for each new record whether to fetch content."""
+        outcomes: list[tuple[bool, list[Any], bool]] = []
+        for record, stored in zip(records, self.store.put_records(records), strict=True):
+            if not stored:
+                outcomes.append((False, [], False))
+                continue
+            notifications = notify_remix(self.store, record, self.me)
+            outcomes.append((True, notifications, self._wants_content(record)))
+        return outcomes
 
     def _wants_content(self, record: SignedRecord) -> bool:
         policy = self.config.auto_fetch
@@ -429,6 +528,7 @@ class Gossip:
             "running": self._running,
             "topics": sorted(self.pubsub.topic_ids),
             "mesh_peers": len(self.router.mesh.get(ANNOUNCE_TOPIC, ())),
+            "receive_queued": self._received_send.statistics().current_buffer_used,
             **{key: self._stats[key] for key in sorted(COUNTERS | self._stats.keys())},
             "invalid_reasons": dict(self._invalid_reasons),
             "strikes": dict(self.strikes),

@@ -6,7 +6,8 @@
 auto-fetched with the network's ``fetch``.
 
 Invariants: without a network service (a daemon built with other factories) gossip and sync are
-off and ``statistics()`` says so; gossip and sync share one strike counter.
+off and ``statistics()`` says so; gossip and sync share one strike counter; a collab followed or
+unfollowed through RPC (``node.social_methods``) changes gossip's subscriptions at once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import trio
 
 from node.gossip import AutoFetch, Gossip, GossipConfig
 from node.network_service import NetworkService
-from node.sync_service import SyncService
+from node.sync_service import SyncConfig, SyncService
 from protocol.cid import Cid
 
 if TYPE_CHECKING:
@@ -58,10 +59,13 @@ class GossipService:
         self.sync = SyncService(
             fetcher.host,
             node.store,
-            self.gossip.accept,
+            self.gossip.accept_many,
             self.gossip.validate,
+            SyncConfig(interval=float(node.config.gossip.sync_interval)),
             strike=self.gossip.strike_peer,
         )
+        if node.social_methods is not None:
+            node.social_methods.collab_followed = self.gossip.set_collab_followed
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run gossip and sync until cancelled (nothing without a network)."""

@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from node.rpc_schema import AbsolutePath, AuthorText, Boolean, Integer, Nullable, Text, param
+from node.rpc_schema import (
+    AbsolutePath,
+    AuthorText,
+    Boolean,
+    CidText,
+    Integer,
+    Nullable,
+    Text,
+    param,
+)
+from protocol.cid import Cid
 from protocol.records import MAX_BIO_CHARS, MAX_NAME_CHARS
 
 MAX_FEED: Final = 1000
@@ -19,6 +29,11 @@ MAX_FEED: Final = 1000
 @dataclass(frozen=True, slots=True)
 class AuthorParams:
     author: str = field(metadata=param(AuthorText(), "An author's PeerID."))
+
+
+@dataclass(frozen=True, slots=True)
+class CollabParams:
+    collab: Cid = field(metadata=param(CidText(), "A collab's record id."))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Follows, notifications, the feed and profiles: the social tables of the store.
 
-This module owns the ``follows`` and ``notifications`` tables (migration 2).
+This module owns the ``follows`` and ``notifications`` tables (migration 2)
+and ``followed_collabs`` (migration 3).
 Every function is blocking (SQLite): the daemon calls them through
 ``trio.to_thread.run_sync``; the CLI calls them directly when no daemon runs.
 
@@ -76,6 +77,31 @@ def following(store: Store) -> list[bytes]:
 
 def is_followed(store: Store, author: bytes) -> bool:
     return store.database.query_one("SELECT 1 FROM follows WHERE author = ?", (author,)) is not None
+
+
+def follow_collab(store: Store, collab: Cid) -> bool:
+    """Follow the collab ``collab`` (its record id); False when already followed."""
+    with store.database.transaction() as db:
+        inserted = db.execute(
+            "INSERT OR IGNORE INTO followed_collabs (collab, created_ms) VALUES (?, ?)",
+            (collab.to_bytes(), now_ms()),
+        ).rowcount
+    return bool(inserted)
+
+
+def unfollow_collab(store: Store, collab: Cid) -> bool:
+    """Stop following the collab ``collab``; False when it was not followed."""
+    with store.database.transaction() as db:
+        deleted = db.execute(
+            "DELETE FROM followed_collabs WHERE collab = ?", (collab.to_bytes(),)
+        ).rowcount
+    return bool(deleted)
+
+
+def followed_collabs(store: Store) -> list[Cid]:
+    """Followed collabs (record ids), in the order they were followed."""
+    rows = store.database.query("SELECT collab FROM followed_collabs ORDER BY created_ms, collab")
+    return [Cid.from_bytes(bytes(row[0])) for row in rows]
 
 
 # -- notifications -------------------------------------------------------------

@@ -5,9 +5,11 @@ result of one method (``node.rpc_api``): the daemon serves it through
 ``trio.to_thread.run_sync`` (``SocialMethods``), and the CLI calls the same
 function on the store when no daemon runs, so both give identical output.
 
-Invariant: ``profiles.set`` stores a signed profile (and its avatar's
+Invariants: ``profiles.set`` stores a signed profile (and its avatar's
 content, pinned) and, in the daemon, emits ``record.added`` (origin
-``local``) so that gossip announces it.
+``local``) so that gossip announces it; in the daemon, a collab followed or
+unfollowed is stored first, then handed to ``SocialMethods.collab_followed``
+(gossip's subscription to the collab's topic), before the call returns.
 """
 
 from __future__ import annotations
@@ -28,30 +30,43 @@ from node.rpc_api import (
     RECORD_ADDED,
     SOCIAL_FEED,
     SOCIAL_FOLLOW,
+    SOCIAL_FOLLOW_COLLAB,
     SOCIAL_FOLLOWING,
     SOCIAL_UNFOLLOW,
+    SOCIAL_UNFOLLOW_COLLAB,
     NoParams,
 )
-from node.rpc_params_social import AuthorParams, FeedParams, NotificationsParams, ProfileParams
+from node.rpc_params_social import (
+    AuthorParams,
+    CollabParams,
+    FeedParams,
+    NotificationsParams,
+    ProfileParams,
+)
 from node.rpc_schema import INVALID_INPUT
 from node.rpc_server import Call, MethodRegistry
 from node.social import (
     feed,
     follow,
+    follow_collab,
+    followed_collabs,
     following,
     latest_profile,
     list_notifications,
     mark_read,
     profile_json,
     unfollow,
+    unfollow_collab,
 )
 from node.store import Store
 from node.transfer import add_file
+from protocol.cid import Cid
 from protocol.identity import author_id, public_key_of
-from protocol.records import Profile, SignedRecord, sign_record, to_json
+from protocol.records import Collab, Profile, SignedRecord, sign_record, to_json
 
 P = TypeVar("P")
 AVATAR_PIN = "avatar"
+CollabFollowed = Callable[[Cid, bool], Awaitable[None]]
 
 
 def _author(identity: Identity, text: str) -> bytes:
@@ -73,12 +88,39 @@ def unfollow_result(store: Store, identity: Identity, params: AuthorParams) -> d
     return {"author": author_id(author), "changed": unfollow(store, author)}
 
 
+def collab_title(store: Store, collab: Cid) -> str | None:
+    """The title of ``collab`` if its record is held here. Raises ``RpcError`` for a non-collab."""
+    if not store.has_record(collab):
+        return None
+    body = store.get_record(collab).body
+    if not isinstance(body, Collab):
+        raise RpcError(INVALID_INPUT, f"{collab} is not a collab")
+    return body.title
+
+
+def follow_collab_result(
+    store: Store, identity: Identity, params: CollabParams
+) -> dict[str, object]:
+    collab_title(store, params.collab)  # refuses a record that is not a collab
+    return {"collab": str(params.collab), "changed": follow_collab(store, params.collab)}
+
+
+def unfollow_collab_result(
+    store: Store, identity: Identity, params: CollabParams
+) -> dict[str, object]:
+    return {"collab": str(params.collab), "changed": unfollow_collab(store, params.collab)}
+
+
 def following_result(store: Store, identity: Identity, params: NoParams) -> dict[str, object]:
     return {
         "following": [
             {"author": author_id(author), "name": display_name(store, author)}
             for author in following(store)
-        ]
+        ],
+        "collabs": [
+            {"collab": str(collab), "title": collab_title(store, collab)}
+            for collab in followed_collabs(store)
+        ],
     }
 
 
@@ -129,6 +171,8 @@ def notifications_result(
 OFFLINE: dict[str, Callable[[Store, Identity, Any], dict[str, object]]] = {
     SOCIAL_FOLLOW.name: follow_result,
     SOCIAL_UNFOLLOW.name: unfollow_result,
+    SOCIAL_FOLLOW_COLLAB.name: follow_collab_result,
+    SOCIAL_UNFOLLOW_COLLAB.name: unfollow_collab_result,
     SOCIAL_FOLLOWING.name: following_result,
     SOCIAL_FEED.name: feed_result,
     PROFILES_GET.name: profile_get_result,
@@ -147,10 +191,14 @@ class SocialMethods:
         self.store = store
         self.identity = identity
         self.events = events
+        # Set by the gossip service: subscribes to (True) or leaves (False) a collab's topic.
+        self.collab_followed: CollabFollowed | None = None
 
     def register(self, methods: MethodRegistry) -> None:
         methods.register(SOCIAL_FOLLOW, self._threaded(follow_result))
         methods.register(SOCIAL_UNFOLLOW, self._threaded(unfollow_result))
+        methods.register(SOCIAL_FOLLOW_COLLAB, self.follow_collab)
+        methods.register(SOCIAL_UNFOLLOW_COLLAB, self.unfollow_collab)
         methods.register(SOCIAL_FOLLOWING, self._threaded(following_result))
         methods.register(SOCIAL_FEED, self._threaded(feed_result))
         methods.register(PROFILES_GET, self._threaded(profile_get_result))
@@ -169,3 +217,19 @@ class SocialMethods:
         record = await trio.to_thread.run_sync(sign_profile, self.store, self.identity, params)
         self.events.publish(RECORD_ADDED.name, {"record": to_json(record), "origin": "local"})
         return profile_set_result(record)
+
+    async def follow_collab(self, params: CollabParams, call: Call) -> dict[str, object]:
+        result = await trio.to_thread.run_sync(
+            follow_collab_result, self.store, self.identity, params
+        )
+        if self.collab_followed is not None:
+            await self.collab_followed(params.collab, True)
+        return result
+
+    async def unfollow_collab(self, params: CollabParams, call: Call) -> dict[str, object]:
+        result = await trio.to_thread.run_sync(
+            unfollow_collab_result, self.store, self.identity, params
+        )
+        if self.collab_followed is not None:
+            await self.collab_followed(params.collab, False)
+        return result

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -44,6 +44,7 @@ from protocol.sync import DEFAULT_LIMITS, RecordSet, SyncError, SyncItem, SyncLi
 from protocol.sync_wire import PROTOCOL_ID
 from protocol.wire import (
     MAX_CIDS_PER_WANT,
+    MAX_OUTSTANDING_PER_STREAM,
     MAX_RESPONSE_FRAME_SIZE,
     Abort,
     BlockData,
@@ -59,8 +60,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+FETCH_BATCH: Final = 512  # records fetched, then validated and stored in one transaction
+# WANTs of records sent ahead of the answers: as many as a server accepts on one stream.
+WANTS_IN_FLIGHT: Final = MAX_OUTSTANDING_PER_STREAM // MAX_CIDS_PER_WANT
+
 UNREACHABLE: Final[tuple[type[BaseException], ...]] = (DialError, *NETWORK_ERRORS)
-Accept = Callable[[SignedRecord, str], Awaitable[bool]]
+# Stores records from a peer (``Gossip.accept_many``); returns how many were new.
+Accept = Callable[[Sequence[SignedRecord], str], Awaitable[int]]
 Validate = Callable[[bytes], SignedRecord]
 
 
@@ -145,7 +151,7 @@ class SyncService:
         *,
         strike: Callable[[str], None] | None = None,
     ) -> None:
-        """``accept(record, origin)`` stores a record (``Gossip.accept``); ``validate``
+        """``accept(records, origin)`` stores records (``Gossip.accept_many``); ``validate``
         checks a record's bytes like gossip does; ``strike(peer_id)`` penalises a
         peer. The peer must serve the block exchange (``node.exchange``)."""
         self.host = host
@@ -279,35 +285,66 @@ class SyncService:
         wanted = [item for item in wanted if item not in present]  # gossip brought them
         if not wanted:
             return 0
-        try:
-            found = await self.fetch_records(peer_id, [item.cid for item in wanted])
-        except (FrameError, WireError) as error:
-            self._penalise(peer_id, error)
-            return 0
-        self._stats["records_missing"] += len(wanted) - len(found)
-        new = 0
-        for item in wanted:
-            data = found.get(item.cid)
-            if data is None:
-                continue
-            try:
-                record = self.validate(data)
-                if record.id != item.cid or record.created_ms != item.created_ms:
-                    raise InvalidRecord("wrong-id", "not the record, or not when the peer said")
-            except InvalidRecord as error:
-                self._penalise(peer_id, error)
-                continue
-            if await self.accept(record, "sync"):
-                new += 1
-                self._stats["records_received"] += 1
+        claimed = {item.cid: item.created_ms for item in wanted}
+        new = received = 0
+
+        def check(found: dict[Cid, bytes]) -> tuple[list[SignedRecord], list[InvalidRecord]]:
+            """Worker thread: the valid records, and what is wrong with the others."""
+            records, errors = [], []
+            for cid, data in found.items():
+                try:
+                    record = self.validate(data)
+                    if record.id != cid or record.created_ms != claimed[cid]:
+                        raise InvalidRecord("wrong-id", "not the record, or not when the peer said")
+                except InvalidRecord as error:
+                    errors.append(error)
+                    continue
+                records.append(record)
+            return records, errors
+
+        async def store_batches(batches: trio.MemoryReceiveChannel[dict[Cid, bytes]]) -> None:
+            nonlocal new
+            async with batches:
+                async for found in batches:
+                    records, errors = await trio.to_thread.run_sync(check, found)
+                    for error in errors:
+                        self._penalise(peer_id, error)
+                    stored = await self.accept(records, "sync")
+                    new += stored
+                    self._stats["records_received"] += stored
+
+        async def deliver(found: dict[Cid, bytes]) -> None:
+            nonlocal received
+            received += len(found)
+            await send_batch.send(found)
+
+        # Batches are checked and stored while the next ones are fetched; at most one
+        # waits, so memory stays bounded (a slow store slows the fetching down).
+        send_batch, receive_batch = trio.open_memory_channel[dict[Cid, bytes]](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store_batches, receive_batch)
+            async with send_batch:
+                try:
+                    await self.fetch_records(peer_id, list(claimed), deliver)
+                except (FrameError, WireError) as error:
+                    self._penalise(peer_id, error)
+        self._stats["records_missing"] += len(wanted) - received
         return new
 
-    async def fetch_records(self, peer_id: str, record_ids: list[Cid]) -> dict[Cid, bytes]:
-        """The bytes of the records ``record_ids`` that ``peer_id`` serves, by block exchange.
+    async def fetch_records(
+        self,
+        peer_id: str,
+        record_ids: list[Cid],
+        deliver: Callable[[dict[Cid, bytes]], Awaitable[None]],
+    ) -> None:
+        """Fetch the records ``record_ids`` from ``peer_id`` by block exchange.
 
-        One ``/remixnet/blocks/1.0.0`` stream, ``WANT``s of ``MAX_CIDS_PER_WANT``
-        at a time; every block is checked against its CID. Raises
-        ``FrameError``/``WireError`` when the peer breaks the protocol.
+        Hands what the peer serves to ``deliver`` in batches of at most
+        ``FETCH_BATCH`` records (so memory stays bounded and each batch is
+        stored in one transaction). One ``/remixnet/blocks/1.0.0`` stream,
+        ``WANT``s of ``MAX_CIDS_PER_WANT``, ``WANTS_IN_FLIGHT`` ahead; every
+        block is checked against its CID. Raises ``FrameError``/``WireError``
+        when the peer breaks the protocol.
 
         Why one stream rather than a ``Fetcher.fetch`` per record: each of those
         opens a stream, and a server counts a peer's streams (at most 4) until
@@ -317,31 +354,52 @@ class SyncService:
         stream = await self.host.open_stream(peer_id, BLOCKS_PROTOCOL)
         decoder = FrameDecoder(max_frame_size=MAX_RESPONSE_FRAME_SIZE)
         found: dict[Cid, bytes] = {}
+        batches = [
+            record_ids[start : start + MAX_CIDS_PER_WANT]
+            for start in range(0, len(record_ids), MAX_CIDS_PER_WANT)
+        ]
+        unanswered: dict[Cid, int] = {}  # record id -> its WANT's number
+        owed: dict[int, int] = {}  # WANT number -> answers still owed for it
+        sent = 0
+
+        async def send_wants() -> None:  # keep WANTS_IN_FLIGHT requests ahead of the answers
+            nonlocal sent
+            while sent < len(batches) and len(owed) < WANTS_IN_FLIGHT:
+                await stream.write(encode(Want(tuple(batches[sent]))))
+                unanswered.update(dict.fromkeys(batches[sent], sent))
+                owed[sent] = len(batches[sent])
+                sent += 1
+
         try:
-            for start in range(0, len(record_ids), MAX_CIDS_PER_WANT):
-                batch = record_ids[start : start + MAX_CIDS_PER_WANT]
-                await stream.write(encode(Want(tuple(batch))))
-                outstanding = set(batch)
-                while outstanding:
-                    data = await stream.read(65536)
-                    if not data:
-                        raise FrameError("the peer closed the stream with answers owed")
-                    decoder.feed(data)
-                    while (message := decoder.next_message()) is not None:
-                        if isinstance(message, Abort):
-                            raise FrameError(f"the peer aborted: {message.reason}")
-                        cid = getattr(message, "cid", None)
-                        if cid not in outstanding:
-                            raise FrameError("an answer to nothing asked")
-                        outstanding.discard(cid)
-                        if isinstance(message, BlockData):
-                            if not cid.matches(message.data):
-                                raise FrameError(f"block {cid} does not match its CID")
-                            found[cid] = message.data
+            await send_wants()
+            while unanswered:
+                data = await stream.read(65536)
+                if not data:
+                    raise FrameError("the peer closed the stream with answers owed")
+                decoder.feed(data)
+                while (message := decoder.next_message()) is not None:
+                    if isinstance(message, Abort):
+                        raise FrameError(f"the peer aborted: {message.reason}")
+                    cid = getattr(message, "cid", None)
+                    if cid not in unanswered:
+                        raise FrameError("an answer to nothing asked")
+                    number = unanswered.pop(cid)
+                    owed[number] -= 1
+                    if not owed[number]:
+                        del owed[number]
+                    if isinstance(message, BlockData):
+                        if not cid.matches(message.data):
+                            raise FrameError(f"block {cid} does not match its CID")
+                        found[cid] = message.data
+                await send_wants()
+                if len(found) >= FETCH_BATCH:
+                    await deliver(found)
+                    found = {}
         finally:
             with suppress(*NETWORK_ERRORS):
                 await stream.close()
-        return found
+        if found:
+            await deliver(found)
 
     # -- bookkeeping -----------------------------------------------------------------------
 

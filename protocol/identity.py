@@ -31,8 +31,21 @@ def author_id(public_key: bytes) -> str:
     """The PeerID (``12D3KooW…``) of a raw 32-byte Ed25519 public key."""
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise InvalidAuthorId("bad-public-key-length", str(len(public_key)))
-    encoded: str = multibase.encode(_MULTIHASH_PREFIX + _PROTOBUF_PREFIX + public_key, "base58btc")
-    return encoded[1:]  # PeerIDs are written without the multibase prefix 'z'
+    return _base58btc(_MULTIHASH_PREFIX + _PROTOBUF_PREFIX + public_key)
+
+
+_BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _base58btc(data: bytes) -> str:
+    """Base58btc without the multibase prefix; by hand because multiformats takes ~2 ms."""
+    number = int.from_bytes(data, "big")
+    digits = []
+    while number:
+        number, digit = divmod(number, 58)
+        digits.append(_BASE58_ALPHABET[digit])
+    zeros = len(data) - len(data.lstrip(b"\x00"))
+    return "1" * zeros + "".join(reversed(digits))
 
 
 def public_key_of(author: str) -> bytes:

@@ -28,17 +28,19 @@ from node.gossip import (
     FetchFunction,
     Gossip,
     GossipConfig,
+    collab_topic,
     validate_announcement,
 )
 from node.gossip_service import GossipService
 from node.host import Host
 from node.network import Network, NetworkConfig
-from node.social import list_notifications
+from node.social import follow_collab, followed_collabs, list_notifications, unfollow_collab
 from node.store import Store
 from node.sync_service import SyncService
 from protocol.cid import Cid
 from protocol.records import (
     MAX_RECORD_SIZE,
+    Collab,
     Contribution,
     InvalidRecord,
     Parent,
@@ -62,7 +64,12 @@ def now_ms() -> int:
 
 
 def contribution(
-    identity: Identity, number: int, *, parents: tuple[Cid, ...] = (), created_ms: int = 0
+    identity: Identity,
+    number: int,
+    *,
+    parents: tuple[Cid, ...] = (),
+    created_ms: int = 0,
+    collab: Cid | None = None,
 ) -> SignedRecord:
     body = Contribution(
         title=f"work {number}",
@@ -71,6 +78,7 @@ def contribution(
         media_type="text/plain",
         license="CC-BY-4.0",
         parents=tuple(Parent(parent) for parent in parents),
+        collab=collab,
     )
     return sign_record(
         body, private_key=identity.private_key, created_ms=created_ms or now_ms() - number
@@ -126,7 +134,7 @@ class Nodes:
         sync = SyncService(
             host,
             store,
-            gossip.accept,
+            gossip.accept_many,
             gossip.validate,
             strike=gossip.strike_peer,
         )
@@ -350,6 +358,137 @@ async def test_sync_brings_what_a_node_missed_offline(tmp_path: Path) -> None:
         assert exchanged * 10 < sum(len(record.encoded) for record in records)
 
 
+# --- following a collab ----------------------------------------------------------------
+
+
+def collab_record(identity: Identity, title: str = "Winter sounds") -> SignedRecord:
+    return sign_record(Collab(title=title), private_key=identity.private_key, created_ms=now_ms())
+
+
+def knows_subscribed(publisher: Gossip, peer_id: str, topic: str) -> bool:
+    """``publisher`` has heard that ``peer_id`` subscribed to ``topic``."""
+    peers = publisher.pubsub.peer_topics.get(topic, set())
+    return any(str(peer.to_base58()) == peer_id for peer in peers)
+
+
+@pytest.mark.slow
+async def test_a_followed_collab_brings_its_contributions_until_unfollowed(
+    tmp_path: Path,
+) -> None:
+    async with nodes(tmp_path) as started:
+        a = await started.start("a")
+        b = await started.start("b")
+        await connect(b, a)
+        await eventually(lambda: not b.sync.busy(a.peer_id))  # the sync on connect is over
+        collab = collab_record(a.identity)
+        topic = collab_topic(collab.id)
+        await trio.to_thread.run_sync(follow_collab, b.store, collab.id)
+        await b.gossip.set_collab_followed(collab.id, True)
+        assert topic in b.gossip.pubsub.topic_ids
+        await eventually(lambda: knows_subscribed(a.gossip, b.peer_id, topic))
+        # Published on the collab's topic only: B hears of it only because it follows it.
+        answer = contribution(a.identity, 1, collab=collab.id)
+        await a.gossip.pubsub.publish([topic], answer.encoded)
+        await eventually(lambda: b.origins() == ["gossip"])
+        assert await trio.to_thread.run_sync(b.store.has_record, answer.id)
+        # A record that does not answer this collab is refused on its topic.
+        a.gossip.pubsub.validator = lambda forwarder, message: True
+        elsewhere = contribution(a.identity, 2, collab=collab_record(a.identity, "Other").id)
+        await a.gossip.pubsub.publish([topic], elsewhere.encoded)
+        await eventually(lambda: b.gossip.statistics()["invalid_reasons"] == {"wrong-topic": 1})
+        assert not await trio.to_thread.run_sync(b.store.has_record, elsewhere.id)
+
+        await trio.to_thread.run_sync(unfollow_collab, b.store, collab.id)
+        await b.gossip.set_collab_followed(collab.id, False)
+        assert topic not in b.gossip.pubsub.topic_ids
+        await eventually(lambda: not knows_subscribed(a.gossip, b.peer_id, topic))
+        late = contribution(a.identity, 3, collab=collab.id)
+        await a.gossip.pubsub.publish([topic], late.encoded)
+        await trio.sleep(1.0)  # it arrived within 0.1 s while B followed the collab
+        assert not await trio.to_thread.run_sync(b.store.has_record, late.id)
+        assert b.origins() == ["gossip"]
+
+
+@pytest.mark.slow
+async def test_the_daemon_follows_collabs_at_start_and_through_rpc(tmp_path: Path) -> None:
+    """social.follow_collab / unfollow_collab change a running daemon's subscriptions."""
+    data_dirs = [DataDir(tmp_path / name) for name in ("a", "b")]
+    for data_dir in data_dirs:
+        data_dir.init()
+    a_identity = data_dirs[0].load_identity()
+    at_start, live = collab_record(a_identity, "Followed before"), collab_record(a_identity)
+    with Store(data_dirs[1]) as store:  # `remixnet follow --collab` while no daemon runs
+        follow_collab(store, at_start.id)
+    async with trio.open_nursery() as nursery:
+        daemons = []
+        for data_dir in data_dirs:
+            daemon = Daemon(data_dir, loopback_config(), services=default_services())
+            with trio.fail_after(20):
+                await nursery.start(daemon.run)
+            daemons.append(daemon)
+        gossip_a, gossip_b = (
+            next(s for s in daemon.services if isinstance(s, GossipService)).gossip
+            for daemon in daemons
+        )
+        assert gossip_a is not None
+        assert gossip_b is not None
+        assert collab_topic(at_start.id) in gossip_b.pubsub.topic_ids
+        b_rpc = daemons[1].rpc
+        assert b_rpc is not None
+        async with open_trio_client(b_rpc.unix_path) as client_b:
+            with trio.fail_after(10):
+                await client_b.call("peers.connect", {"address": gossip_a.host.listen_addrs()[0]})
+            followed = await client_b.call("social.follow_collab", {"collab": str(live.id)})
+            assert followed == {"collab": str(live.id), "changed": True}
+            topic = collab_topic(live.id)
+            assert topic in gossip_b.pubsub.topic_ids
+            listed = await client_b.call("social.following")
+            assert [entry["collab"] for entry in listed["collabs"]] == [
+                str(at_start.id),
+                str(live.id),
+            ]
+            await eventually(lambda: knows_subscribed(gossip_a, gossip_b.host.peer_id, topic))
+            answer = contribution(a_identity, 1, collab=live.id)
+            await gossip_a.pubsub.publish([topic], answer.encoded)
+            store_b = daemons[1].node.store if daemons[1].node else None
+            assert store_b is not None
+            await eventually(lambda: gossip_b.statistics()["stored_gossip"] == 1)
+            assert await trio.to_thread.run_sync(store_b.has_record, answer.id)
+
+            unfollowed = await client_b.call("social.unfollow_collab", [str(live.id)])
+            assert unfollowed == {"collab": str(live.id), "changed": True}
+            assert topic not in gossip_b.pubsub.topic_ids
+            await eventually(lambda: not knows_subscribed(gossip_a, gossip_b.host.peer_id, topic))
+            late = contribution(a_identity, 2, collab=live.id)
+            await gossip_a.pubsub.publish([topic], late.encoded)
+            await trio.sleep(1.0)
+            assert not await trio.to_thread.run_sync(store_b.has_record, late.id)
+            assert gossip_b.statistics()["stored_gossip"] == 1
+            assert await trio.to_thread.run_sync(followed_collabs, store_b) == [at_start.id]
+        for daemon in daemons:
+            daemon.request_shutdown()
+
+
+def test_follow_a_collab_offline(initialised_cli: Cli, tmp_path: Path) -> None:
+    me = initialised_cli
+    opened = me.json("collab", "open", "--title", "Winter sounds")
+    collab_id = str(opened["id"])  # type: ignore[index]
+    assert "following collab" in me.run("follow", "--collab", collab_id).text
+    assert me.json("follow", "--collab", collab_id)["changed"] is False  # type: ignore[index]
+    assert me.json("following") == {
+        "following": [],
+        "collabs": [{"collab": collab_id, "title": "Winter sounds"}],
+    }
+    work = tmp_path / "poem.txt"
+    work.write_text("a poem\n")
+    added = str(me.json("add", work)["id"])  # type: ignore[index]
+    assert "is not a collab" in me.fail("follow", "--collab", added).stderr
+    assert "one of them" in me.run("follow", check=False).stderr
+    assert me.run("follow", "me", "--collab", collab_id, check=False).returncode == 2
+    assert "unfollowed collab" in me.run("unfollow", "--collab", collab_id).text
+    assert me.json("following") == {"following": [], "collabs": []}
+
+
 # --- the social commands, offline ------------------------------------------------------
 
 
@@ -367,7 +506,10 @@ def test_follow_feed_and_profiles_offline(initialised_cli: Cli, tmp_path: Path) 
     me.run("import", car)
 
     assert "following" in me.run("follow", other_author).text
-    assert me.json("following") == {"following": [{"author": other_author, "name": None}]}
+    assert me.json("following") == {
+        "following": [{"author": other_author, "name": None}],
+        "collabs": [],
+    }
     records = me.json("feed")["records"]  # type: ignore[index]
     assert [view["id"] for view in records] == [record_id]
     me.run("profile", "set", "--name", "Me", "--bio", "Poems.")
