@@ -7,12 +7,15 @@ One ``BlockServer`` serves every inbound stream of the protocol
   never stalls) and queues the wanted CIDs; it enforces the protocol limits;
 * the *loader* reads blocks from the store in a worker thread, up to
   ``read_ahead`` at once, and hands them to the sender one by one;
-* the *sender* writes one BLOCK or DONT_HAVE per wanted CID, in order.
+* the *sender* writes one BLOCK or DONT_HAVE per wanted CID, in order, packed
+  into writes of ``WRITE_SIZE`` bytes (one Yamux frame, one Noise message
+  each); what is left goes out as soon as no further block is ready.
 
 Invariants and bounds (docs/protocol.md ("Block exchange"), "Limits"):
 * a stream holds at most ``max_outstanding_per_stream`` CIDs (36 bytes each)
-  and ``read_ahead + 1`` blocks; a peer holds at most ``max_streams_per_peer``
-  streams and the server ``max_streams``: memory is bounded by
+  and ``read_ahead + 1`` blocks (plus under 64 KiB of frames queued to write);
+  a peer holds at most ``max_streams_per_peer`` streams and the server
+  ``max_streams``: memory is bounded by
   ``max_streams * (read_ahead + 1) * MAX_BLOCK_SIZE`` however peers behave;
 * at most ``store_threads`` store reads run at once, for all peers together;
 * a peer that breaks the protocol (malformed frame, too many requests, a
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
@@ -44,18 +48,24 @@ from protocol.wire import (
     MAX_REQUEST_FRAME_SIZE,
     MAX_STREAMS_PER_PEER,
     Abort,
-    BlockData,
     DontHave,
     FrameDecoder,
     Want,
     WireError,
     encode,
+    encode_block_header,
 )
 
 logger = logging.getLogger(__name__)
 _E = TypeVar("_E", bound=BaseException)
 
 READ_SIZE = 64 * 1024  # bytes asked of the stream per read: a Yamux frame
+# EDGE: py-libp2p's Yamux cuts a write into frames of up to 64 KiB of payload
+# plus a 12-byte header, and its Noise layer carries at most 65519 plaintext
+# bytes per message, so every full frame travels as two Noise messages (one of
+# 17 bytes): twice the decryptions, reads and Python per frame on both sides.
+# Writing pieces of 65519 - 12 bytes makes each piece one frame and one message.
+WRITE_SIZE = 65519 - 12
 ABORT_GRACE = 1.0  # seconds to deliver an ABORT and see the peer close
 
 
@@ -103,6 +113,10 @@ class PeerBans:
         return sorted(peer for peer in self._until if self.is_banned(peer))
 
 
+def _refuse_nothing(item: object) -> bool:
+    return False
+
+
 class BlockServer:
     """Answers block requests from the store. Subclasses may override ``load_blocks``."""
 
@@ -116,6 +130,10 @@ class BlockServer:
         self._streams_by_peer: Counter[str] = Counter()
         self._scopes: set[trio.CancelScope] = set()
         self._closed = False
+        # Seed policies (node.seed) set these: peers refused, and blocks never served
+        # (a blocked author's records and content).
+        self.refuses_peer: Callable[[str], bool] = _refuse_nothing
+        self.refuses_block: Callable[[Cid], bool] = _refuse_nothing
         self._stats = {
             "streams_accepted": 0,
             "streams_refused": 0,
@@ -136,6 +154,9 @@ class BlockServer:
     def _read_blocks(self, cids: list[Cid]) -> list[bytes | None]:
         blocks: list[bytes | None] = []
         for cid in cids:
+            if self.refuses_block(cid):
+                blocks.append(None)
+                continue
             try:
                 blocks.append(self.store.get_block(cid))  # verified against the CID
             except CorruptBlock:
@@ -159,7 +180,7 @@ class BlockServer:
         if self._closed:
             await _reset(stream)
             return
-        if self.bans.is_banned(peer_id):
+        if self.bans.is_banned(peer_id) or self.refuses_peer(peer_id):
             self._stats["streams_refused"] += 1
             await _abort(stream, "banned")
             return
@@ -248,24 +269,48 @@ class BlockServer:
     ) -> None:
         # Unbuffered: the loader hands each block over as the sender takes it.
         loaded_send, loaded_receive = trio.open_memory_channel[tuple[Cid, bytes | None]](0)
+        # Frames queued for the stream, written in pieces of WRITE_SIZE; the tail
+        # goes out as soon as no block is ready, so nothing waits on a later block.
+        pending = bytearray()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._load, requests, loaded_send)
             async with loaded_receive:
-                async for cid, data in loaded_receive:
-                    if data is None:
-                        frame = encode(DontHave(cid))
-                        self._stats["dont_haves"] += 1
-                    else:
-                        frame = encode(BlockData(cid, data))
-                        self._stats["blocks_served"] += 1
-                        self._stats["bytes_served"] += len(data)
-                    del data
-                    with trio.fail_after(self.limits.send_timeout):
-                        await stream.write(frame)
-                    del frame
-                    state.outstanding -= 1
+                async for first in loaded_receive:
+                    loaded: tuple[Cid, bytes | None] | None = first
+                    while loaded is not None:
+                        self._queue_answer(pending, *loaded)
+                        state.outstanding -= 1
+                        del loaded
+                        await self._write_pieces(stream, pending, flush=False)
+                        try:
+                            loaded = loaded_receive.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            loaded = None
+                    await self._write_pieces(stream, pending, flush=True)
         # Every request is answered and the client has closed its side.
         await stream.close()
+
+    def _queue_answer(self, pending: bytearray, cid: Cid, data: bytes | None) -> None:
+        if data is None:
+            pending += encode(DontHave(cid))
+            self._stats["dont_haves"] += 1
+            return
+        pending += encode_block_header(cid, len(data))
+        pending += data
+        self._stats["blocks_served"] += 1
+        self._stats["bytes_served"] += len(data)
+
+    async def _write_pieces(self, stream: Stream, pending: bytearray, *, flush: bool) -> None:
+        """Write ``pending`` in pieces of ``WRITE_SIZE``; with ``flush``, the tail too."""
+        if len(pending) < WRITE_SIZE and not (flush and pending):
+            return
+        # One deadline for the lot (at most a block and a piece): cheaper than one per piece.
+        with trio.fail_after(self.limits.send_timeout):
+            while len(pending) >= WRITE_SIZE or (flush and pending):
+                with memoryview(pending) as view:
+                    piece = bytes(view[:WRITE_SIZE])  # the one copy out of the buffer
+                del pending[:WRITE_SIZE]  # cheap: a bytearray drops its front in place
+                await stream.write(piece)
 
     async def _load(
         self,

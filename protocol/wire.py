@@ -53,6 +53,7 @@ __all__ = [
     "Want",
     "WireError",
     "encode",
+    "encode_block_header",
 ]
 
 PROTOCOL_ID = "/remixnet/blocks/1.0.0"
@@ -132,9 +133,7 @@ Message = Want | BlockData | DontHave | Abort
 def encode(message: Message) -> bytes:
     """The bytes of one frame carrying ``message``."""
     if isinstance(message, BlockData):  # the hot path: one copy of the block
-        cid = message.cid.to_bytes()
-        length = encode_varint(1 + len(cid) + len(message.data))
-        return b"".join((length, _BLOCK_TYPE, cid, message.data))
+        return b"".join((encode_block_header(message.cid, len(message.data)), message.data))
     if isinstance(message, Want):
         body = b"".join(cid.to_bytes() for cid in message.cids)
         kind = MessageType.WANT
@@ -147,6 +146,17 @@ def encode(message: Message) -> bytes:
     else:  # pragma: no cover - the union is closed
         raise LocalProtocolError("unknown-message", type(message).__name__)
     return encode_varint(1 + len(body)) + bytes((kind,)) + body
+
+
+def encode_block_header(cid: Cid, size: int) -> bytes:
+    """The bytes of a ``BlockData`` frame that come before a block of ``size`` bytes.
+
+    A sender may write them and then the block itself, without joining the two.
+    """
+    if not 0 <= size <= MAX_BLOCK_SIZE:
+        raise LocalProtocolError("block-too-large", str(size))
+    cid_bytes = cid.to_bytes()
+    return b"".join((encode_varint(1 + len(cid_bytes) + size), _BLOCK_TYPE, cid_bytes))
 
 
 # --- decoding ---------------------------------------------------------------

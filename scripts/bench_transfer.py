@@ -101,12 +101,13 @@ async def child_fetch(data_dir: Path, providers: list[str], root_text: str) -> N
             await nursery.start(network.run)
             for address in providers:
                 await network.connect(address)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             result = await network.fetch(Cid.parse(root_text))
             seconds = time.perf_counter() - started
             emit(
                 event="fetched",
                 seconds=seconds,
+                cpu=time.process_time() - cpu_started,
                 bytes=result.bytes_fetched,
                 rss=peak_rss(),
                 bytes_by_peer=result.bytes_by_peer,
@@ -335,6 +336,8 @@ def main() -> None:
     for name, results in (("raw", raw_results), ("1 provider", one_results)):
         print(f"{name} MB/s: {rates(results)}", file=log)
     print(f"3 providers MB/s: {rates(three_results)}", file=log)
+    for name, results in (("1 provider", one_results), ("3 providers", three_results)):
+        print(f"{name}: fetcher CPU s: {[round(r['cpu'], 2) for r in results]}", file=log)
     spread = [sorted(result["bytes_by_peer"].values()) for result in three_results]
     print(f"3-provider bytes per provider: {spread}", file=log)
     print(f"3-provider duplicate blocks: {[r['duplicates'] for r in three_results]}", file=log)

@@ -24,7 +24,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from node.datadir import DataDir
-from node.exchange import BlockServer, ServeLimits
+from node.exchange import WRITE_SIZE, BlockServer, ServeLimits
 from node.fetch import FetchError, FetchProgress
 from node.fetch_schedule import MIB, FetchLimits
 from node.host import NETWORK_ERRORS, ListenError, Stream
@@ -183,6 +183,44 @@ class LyingServer(BlockServer):
             None if data is None else bytes([data[0] ^ 1]) + data[1:] if data else b"?"
             for data in await super().load_blocks(cids)
         ]
+
+
+class RecordedStream:
+    """A real stream whose writes are recorded (their sizes) on their way out."""
+
+    def __init__(self, stream: Stream, writes: list[int]) -> None:
+        self.stream = stream
+        self.writes = writes
+
+    async def read(self, n: int | None = None) -> bytes:
+        return await self.stream.read(n)
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append(len(data))
+        await self.stream.write(data)
+
+    async def close(self) -> None:
+        await self.stream.close()
+
+    async def reset(self) -> None:
+        await self.stream.reset()
+
+
+class RecordingServer(BlockServer):
+    """Serves as usual and records the size of every write to every stream it serves."""
+
+    writes: list[int]
+
+    async def handle_stream(self, stream: Stream, peer_id: str) -> None:
+        if not hasattr(self, "writes"):
+            self.writes = []
+        await super().handle_stream(RecordedStream(stream, self.writes), peer_id)
+
+    @staticmethod
+    def writes_of(node: Node) -> list[int]:
+        server = node.network.server
+        assert isinstance(server, RecordingServer)
+        return server.writes
 
 
 def partial_server(allowed: set[Cid]) -> Callable[[Store], BlockServer]:
@@ -401,6 +439,39 @@ async def test_unknown_cids_get_dont_have_and_the_stream_goes_on(tmp_path: Path)
             BlockData(root, data),
         ]
         assert a.served["protocol_errors"] == 0
+
+
+@pytest.mark.slow
+async def test_answers_go_out_in_pieces_of_one_noise_message_and_none_waits(
+    tmp_path: Path,
+) -> None:
+    async with nodes(tmp_path) as net:
+        a = await net.start("a", server=RecordingServer)
+        client = await net.start("client")
+        root, data = await add_random(a, tmp_path, 6 * CHUNK_SIZE + 100, seed=13)
+        leaves = [cid for cid in await blocks_under(a, root) if cid.codec == RAW]
+        stream = await open_blocks_stream(client, a)
+        # One small block, the stream left open: it must arrive without a later one.
+        await stream.write(encode(Want((leaves[-1],))))
+        decoder = FrameDecoder(max_frame_size=MAX_RESPONSE_FRAME_SIZE)
+        with trio.fail_after(5):
+            while (first := decoder.next_message()) is None:
+                decoder.feed(await stream.read(1 << 20))
+        assert first == BlockData(leaves[-1], data[6 * CHUNK_SIZE :])
+        await stream.write(encode(Want((*leaves, Cid.for_raw(b"unknown")))))
+        await stream.close()
+        answers = await read_until_end(stream)
+        assert answers[:-1] == [
+            BlockData(cid, data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE])
+            for i, cid in enumerate(leaves)
+        ]
+        assert answers[-1] == DontHave(Cid.for_raw(b"unknown"))
+        writes = RecordingServer.writes_of(a)
+        assert max(writes) <= WRITE_SIZE  # each write is one Yamux frame, one Noise message
+        sent = sum(len(encode(message)) for message in [first, *answers])
+        assert sum(writes) == sent
+        # Blocks are packed together, not one short write at the end of each block.
+        assert len(writes) <= -(-sent // WRITE_SIZE) + 3
 
 
 @pytest.mark.slow

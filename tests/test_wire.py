@@ -31,6 +31,7 @@ from protocol.wire import (
     Want,
     WireError,
     encode,
+    encode_block_header,
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -87,6 +88,11 @@ def test_largest_frames_are_exactly_the_bounds() -> None:
         Want((HELLO,) * MAX_CIDS_PER_WANT)
     ]
     assert response_decode(block) == [BlockData(HELLO, bytes(MAX_BLOCK_SIZE))]
+
+
+@given(cids, st.binary(max_size=2048))
+def test_a_block_header_then_the_block_is_the_block_frame(cid: Cid, data: bytes) -> None:
+    assert encode_block_header(cid, len(data)) + data == encode(BlockData(cid, data))
 
 
 def test_an_empty_block_is_a_block() -> None:
@@ -234,6 +240,8 @@ def test_constructors_refuse_what_cannot_be_encoded() -> None:
         Want((HELLO,) * (MAX_CIDS_PER_WANT + 1))
     with pytest.raises(LocalProtocolError):
         BlockData(HELLO, bytes(MAX_BLOCK_SIZE + 1))
+    with pytest.raises(LocalProtocolError):
+        encode_block_header(HELLO, MAX_BLOCK_SIZE + 1)
     for reason in ("", "Busy", "no way", "é", "x" * 65):
         with pytest.raises(LocalProtocolError):
             Abort(reason)
