@@ -14,10 +14,11 @@ sent unvalidated (raw access, ``remixnet rpc``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +42,8 @@ from node.unix_socket import connect_blocking, reachable
 
 MAX_LINE_BYTES: Final = 64 << 20  # a response can hold a base64 slice and many records
 READ_SIZE: Final = 64 * 1024
+BLOCKING_READ_SIZE: Final = 1 << 20  # one recv takes what the kernel holds (a slice is ~1.4 MB)
+MAX_EARLY_RESPONSES: Final = 1024  # pipelined responses held while an earlier one is awaited
 
 OnProgress = Callable[[int, int | None], None]
 
@@ -76,7 +79,7 @@ def result_of(message: Mapping[str, Any]) -> Any:
     return message["result"]
 
 
-def _decode_line(line: bytes) -> dict[str, Any]:
+def _decode_line(line: bytes | bytearray) -> dict[str, Any]:
     try:
         message = json.loads(line)
     except ValueError as error:
@@ -106,7 +109,9 @@ class RpcClient:
     def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
         self._buffer = bytearray()
+        self._scanned = 0  # bytes of ``_buffer`` known to hold no newline
         self._ids = itertools.count(1)
+        self._early: dict[int, dict[str, Any]] = {}  # pipelined responses read before asked for
         self.events: collections.deque[dict[str, Any]] = collections.deque()
 
     @classmethod
@@ -150,9 +155,46 @@ class RpcClient:
 
         Events arriving meanwhile are kept in ``events``.
         """
+        request_id = self._send(method, params, on_progress is not None)
+        return self._result_of(request_id, on_progress)
+
+    def pipeline(
+        self, method: str, params: Iterable[Params | Mapping[str, Any]], *, window: int
+    ) -> Generator[Any, None, None]:
+        """The results of calling ``method`` with each of ``params``, in order.
+
+        Up to ``window`` requests are in flight at once, so the daemon works on
+        the next ones while this client reads a result (the server runs a
+        connection's requests concurrently, up to its ``requests_per_client``).
+        ``params`` may be endless: requests are sent as results are taken.
+        When the caller stops early (or a call fails), the responses still in
+        flight are read and dropped, so the connection stays usable.
+        """
+        pending: collections.deque[int] = collections.deque()
+        remaining = iter(params)
+        try:
+            while True:
+                for following in itertools.islice(remaining, max(1, window) - len(pending)):
+                    pending.append(self._send(method, following, False))
+                if not pending:
+                    return
+                yield self._result_of(pending.popleft(), None)
+        finally:
+            with contextlib.suppress(ConnectionError):  # the connection is gone anyway
+                while pending:
+                    with contextlib.suppress(RpcError):
+                        self._result_of(pending.popleft(), None)
+
+    def _send(self, method: str, params: Params | Mapping[str, Any], wants_progress: bool) -> int:
         request_id = next(self._ids)
-        prepared = prepare(method, params, on_progress is not None)
+        prepared = prepare(method, params, wants_progress)
         self._socket.sendall(encode_line(request(method, prepared, request_id)))
+        return request_id
+
+    def _result_of(self, request_id: int, on_progress: OnProgress | None) -> Any:
+        early = self._early.pop(request_id, None)
+        if early is not None:
+            return result_of(early)
         while True:
             message = self._receive()
             progress = _progress_of(message)
@@ -163,6 +205,10 @@ class RpcClient:
                 self.events.append(message["params"])
             elif message.get("id") == request_id:
                 return result_of(message)
+            elif isinstance(message.get("id"), int):  # a pipelined response, out of order
+                if len(self._early) >= MAX_EARLY_RESPONSES:
+                    raise DaemonGone("the daemon sent responses nobody asked for")
+                self._early[message["id"]] = message
             elif "error" in message:  # an error about the connection itself (id null)
                 raise error_from_json(message["error"])
 
@@ -177,14 +223,18 @@ class RpcClient:
 
     def _receive(self) -> dict[str, Any]:
         while True:
-            end = self._buffer.find(b"\n")
+            # Only the bytes not scanned yet: a long line (a content.cat slice)
+            # arrives in many reads, and rescanning it each time is quadratic.
+            end = self._buffer.find(b"\n", self._scanned)
             if end >= 0:
-                line = bytes(self._buffer[:end])
+                line = self._buffer[:end]
                 del self._buffer[: end + 1]
+                self._scanned = 0
                 return _decode_line(line)
+            self._scanned = len(self._buffer)
             if len(self._buffer) > MAX_LINE_BYTES:
                 raise DaemonGone("the daemon sent a line longer than the client accepts")
-            data = self._socket.recv(READ_SIZE)
+            data = self._socket.recv(BLOCKING_READ_SIZE)
             if not data:
                 raise DaemonGone("the daemon closed the connection")
             self._buffer += data

@@ -225,11 +225,45 @@ def decode_json(text: bytes) -> object:
     return json.loads(text.decode("utf-8"), parse_constant=_reject_constant)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedResult:
+    """A result already encoded as compact UTF-8 JSON, spliced into its response as is.
+
+    For results holding much data (``content.cat``'s base64): the handler
+    builds the text off the event loop, and ``encode_line`` only copies it
+    instead of scanning it for characters to escape. The handler answers for
+    it being one valid JSON value.
+    """
+
+    json: bytes
+
+
 def encode_line(message: object) -> bytes:
-    """One message as a line of compact JSON ending in a newline."""
-    return (
-        json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n"
-    ).encode()
+    """One message (or a batch of them) as a line of compact JSON ending in a newline."""
+    parts: list[bytes] = []
+    _encode(message, parts)
+    parts.append(b"\n")
+    return b"".join(parts)  # one copy of a long pre-encoded result, not one per splice
+
+
+def _encode(message: object, parts: list[bytes]) -> None:
+    if isinstance(message, list):
+        parts.append(b"[")
+        for index, element in enumerate(message):
+            if index:
+                parts.append(b",")
+            _encode(element, parts)
+        parts.append(b"]")
+        return
+    result = message.get("result") if isinstance(message, dict) else None
+    if isinstance(message, dict) and isinstance(result, EncodedResult):
+        _encode({key: value for key, value in message.items() if key != "result"}, parts)
+        parts[-1] = parts[-1][:-1]  # reopen the object: the result is its last member
+        parts += [b',"result":', result.json, b"}"]
+        return
+    parts.append(
+        json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    )
 
 
 @dataclass(frozen=True, slots=True)

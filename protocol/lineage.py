@@ -33,8 +33,14 @@ are never enumerated: diamonds make their number exponential). Exact values
 are integers over denominators built from ``10000 * sum(weights)`` along the
 paths (``protocol.exact``), so a split is linear in the size of the DAG times
 the size of those numbers, without a gcd per addition as ``Fraction`` would
-do. Parents of a contribution with ``upstream_bps == 0`` receive nothing and
-are not visited.
+do. Every step multiplies a long number by a short one (an edge's share times
+the scale to the parent's denominator, powers of two as shifts), never two
+long ones; per-author sums add terms smallest denominator first for the same
+reason; rounding orders remainders by approximate logarithms and compares
+exactly only values too close to tell apart; and products that only some
+callers need (``Flow.numerator``, ``ContributionShare.numerator``,
+``CreditSplit.kept``) are multiplied out when asked. Parents of a
+contribution with ``upstream_bps == 0`` receive nothing and are not visited.
 
 Sans-IO: records come in through a lookup (a mapping or a function); nothing
 here reads a disk or a clock.
@@ -44,7 +50,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TypeAlias
@@ -56,6 +62,7 @@ from protocol.exact import (
     combine,
     exponents_of,
     largest_remainder,
+    odd_scale,
     power_product,
     raise_to,
 )
@@ -122,12 +129,25 @@ class UnresolvedReason(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ContributionShare:
-    """Credit an author keeps through one of their contributions."""
+    """Credit an author keeps through one of their contributions.
+
+    Exactly ``received * kept_fraction``: the product is left to
+    ``numerator`` and ``denominator``, as most callers never need it.
+    """
 
     contribution: Cid
     bps: int  # rounded; an author's ``through`` sums to the author's ``bps``
-    numerator: int = field(repr=False)
-    denominator: int = field(repr=False)
+    received_numerator: int = field(repr=False)
+    received_denominator: int = field(repr=False)
+    kept_fraction: tuple[int, int] = field(repr=False)  # reduced (10000 - upstream) / 10000
+
+    @property
+    def numerator(self) -> int:
+        return self.received_numerator * self.kept_fraction[0]
+
+    @property
+    def denominator(self) -> int:
+        return self.received_denominator * self.kept_fraction[1]
 
     @property
     def exact_bps(self) -> Fraction:
@@ -173,15 +193,22 @@ class UnresolvedShare:
 class Flow:
     """Credit passed from a remix to one of its parents.
 
-    The exact amount is ``numerator / (remix_denominator * edge_denominator)``:
-    the product is left to ``denominator``, as most callers never need it.
+    The exact amount is ``(remix_numerator * edge_numerator) / (remix_denominator
+    * edge_denominator)``: what reached the remix times the reduced share of
+    the edge. The products are left to ``numerator`` and ``denominator``, as
+    most callers never need them (on deep DAGs each is thousands of digits).
     """
 
     remix: Cid
     parent: Cid
-    numerator: int = field(repr=False)
+    remix_numerator: int = field(repr=False)
+    edge_numerator: int = field(repr=False)
     remix_denominator: int = field(repr=False)
     edge_denominator: int = field(repr=False)
+
+    @property
+    def numerator(self) -> int:
+        return self.remix_numerator * self.edge_numerator
 
     @property
     def denominator(self) -> int:
@@ -348,14 +375,19 @@ class _Node:
     """Working state of one record reached by the split."""
 
     record_id: Cid
+    key: bytes = b""  # the binary record id: the canonical order of records
     body: Contribution | None = None  # None: unresolved
     author: bytes = b""
     waiting_on: int = 0  # remixes reached that have not passed their part yet
     share: int = 0  # bps credited to it directly by the production
     exponents: Exponents = field(default_factory=dict)  # of its denominator
     numerator: int = 0  # received = numerator / denominator
-    denominator: int = 0  # 0 until the first part reaches it
+    denominator: int = 0  # set when its remixes have all passed their part
+    # A remix's denominator and the small factor that make this denominator.
+    via_denominator: int = 0
+    via_factor: int = 0
     edges: list[_Edge] = field(default_factory=list)  # empty unless it passes credit on
+    kept_fraction: tuple[int, int] = (0, 1)  # reduced (10000 - upstream) / 10000
 
 
 def split_credits(
@@ -372,15 +404,18 @@ def split_credits(
     nodes, unresolved = _walk(credited, _getter(lookup))
     order = _topological_order(nodes, credited)
     _denominator_exponents(order)
-    flows = _pass_credit(order)
-    return _assemble(credited, nodes, unresolved, flows)
+    _pass_credit(order)
+    return _assemble(credited, nodes, unresolved)
 
 
 def _walk(
     credited: tuple[tuple[Cid, int], ...], get: Callable[[Cid], SignedRecord | None]
 ) -> tuple[dict[Cid, _Node], dict[Cid, UnresolvedReason]]:
     """Fetch every record credit reaches, once, counting the remixes that reach each."""
-    nodes = {record_id: _Node(record_id, share=share) for record_id, share in credited}
+    nodes = {
+        record_id: _Node(record_id, record_id.to_bytes(), share=share)
+        for record_id, share in credited
+    }
     unresolved: dict[Cid, UnresolvedReason] = {}
     stack = list(nodes.values())
     while stack:
@@ -401,7 +436,7 @@ def _walk(
         for parent_id, numerator, denominator in _edge_factors(body):
             parent = nodes.get(parent_id)
             if parent is None:
-                parent = nodes[parent_id] = _Node(parent_id)
+                parent = nodes[parent_id] = _Node(parent_id, parent_id.to_bytes())
                 stack.append(parent)
             parent.waiting_on += 1
             node.edges.append(_Edge(parent, numerator, denominator))
@@ -461,24 +496,51 @@ def _denominator_exponents(order: list[_Node]) -> None:
             raise_to(edge.parent.exponents, edge.step)
 
 
-def _pass_credit(order: list[_Node]) -> list[Flow]:
-    """Move each record's credit to its parents, in integers over the denominators."""
-    flows: list[Flow] = []
+def _pass_credit(order: list[_Node]) -> None:
+    """Move each record's credit to its parents, in integers over the denominators.
+
+    One multiplication of a (long) numerator by a small factor and one
+    addition per edge: the edge's share and the scale to the parent's
+    denominator are multiplied together first, while they are still small.
+    A record's denominator is built once, from the remix that reached it with
+    the smallest scale (on a chain, the remix just below it: a long number
+    times a small one, not times the many digits a distant remix needs).
+    """
     for node in order:
-        if node.denominator == 0:  # no remix passed it anything: its exponents are empty
+        if node.via_denominator:  # = remix denominator * edge denominator * scale
+            node.denominator = node.via_denominator * node.via_factor
+            node.via_denominator = 0
+        else:  # no remix passed it anything: its exponents are empty
             node.denominator = 1
-        node.numerator += node.share * node.denominator
+        if node.share:
+            node.numerator += node.share * node.denominator
+        numerator = node.numerator
         for edge in node.edges:
             target = edge.parent
-            part = node.numerator * edge.numerator  # over node.denominator * edge.denominator
-            flows.append(
-                Flow(node.record_id, target.record_id, part, node.denominator, edge.denominator)
-            )
-            scale = power_product(target.exponents, edge.step)
-            if target.denominator == 0:
-                target.denominator = node.denominator * edge.denominator * scale
-            target.numerator += part * scale if scale != 1 else part
-    return flows
+            odd, shift = odd_scale(target.exponents, edge.step)
+            factor = (edge.denominator * odd) << shift
+            if not target.via_denominator or factor < target.via_factor:
+                target.via_denominator = node.denominator
+                target.via_factor = factor
+            if numerator:
+                part = numerator * (edge.numerator * odd)
+                target.numerator += part << shift if shift else part
+
+
+def _flows(ordered: list[_Node]) -> tuple[Flow, ...]:
+    """Every edge credit passed along, ordered by the binary ids of (remix, parent)."""
+    return tuple(
+        Flow(
+            node.record_id,
+            edge.parent.record_id,
+            node.numerator,
+            edge.numerator,
+            node.denominator,
+            edge.denominator,
+        )
+        for node in ordered
+        for edge in sorted(node.edges, key=lambda edge: edge.parent.key)
+    )
 
 
 def _kept_factor(body: Contribution) -> tuple[int, int]:
@@ -488,28 +550,53 @@ def _kept_factor(body: Contribution) -> tuple[int, int]:
     return kept // common, TOTAL_BPS // common
 
 
+class _KeptCredit(Mapping[Cid, tuple[int, int]]):
+    """What each contribution kept, (numerator, denominator), multiplied out when asked.
+
+    Each value is as long as what the contribution received: on a deep DAG,
+    building them all would double the memory of a split for nothing.
+    """
+
+    __slots__ = ("_fractions", "_received")
+
+    def __init__(
+        self, received: Mapping[Cid, tuple[int, int]], fractions: Mapping[Cid, tuple[int, int]]
+    ) -> None:
+        self._received = received
+        self._fractions = fractions
+
+    def __getitem__(self, record_id: Cid) -> tuple[int, int]:
+        kept_numerator, kept_denominator = self._fractions[record_id]
+        numerator, denominator = self._received[record_id]
+        return numerator * kept_numerator, denominator * kept_denominator
+
+    def __iter__(self) -> Iterator[Cid]:
+        return iter(self._fractions)
+
+    def __len__(self) -> int:
+        return len(self._fractions)
+
+
 def _assemble(
     credited: tuple[tuple[Cid, int], ...],
     nodes: dict[Cid, _Node],
     unresolved: dict[Cid, UnresolvedReason],
-    flows: list[Flow],
 ) -> CreditSplit:
     """Sum per author, round, and order everything canonically."""
-    kept: dict[Cid, tuple[int, int]] = {}
-    kept_exponents: dict[Cid, Exponents] = {}
-    by_author: dict[bytes, list[Cid]] = {}
-    for record_id, node in nodes.items():
+    ordered = sorted(nodes.values(), key=lambda node: node.key)
+    kept_fractions: dict[Cid, tuple[int, int]] = {}
+    by_author: dict[bytes, list[_Node]] = {}  # each list in binary id order
+    for node in ordered:
         if node.body is None:
             continue
-        numerator, denominator = _kept_factor(node.body)
-        if numerator == 0:
+        node.kept_fraction = _kept_factor(node.body)
+        if node.kept_fraction[0] == 0:
             continue  # it passes everything upstream
-        kept[record_id] = (node.numerator * numerator, node.denominator * denominator)
-        kept_exponents[record_id] = combine(node.exponents, exponents_of(denominator))
-        by_author.setdefault(node.author, []).append(record_id)
+        kept_fractions[node.record_id] = node.kept_fraction
+        by_author.setdefault(node.author, []).append(node)
 
     author_keys = sorted(by_author)
-    author_totals = [_sum_exact(by_author[key], kept, kept_exponents) for key in author_keys]
+    author_totals = [_sum_kept(by_author[key]) for key in author_keys]
     unresolved_ids = sorted(unresolved, key=Cid.to_bytes)
     unresolved_totals = [
         (nodes[record_id].numerator, nodes[record_id].denominator) for record_id in unresolved_ids
@@ -521,16 +608,22 @@ def _assemble(
     for key, (numerator, denominator), bps in zip(
         author_keys, author_totals, rounded, strict=False
     ):
-        parts = sorted(by_author[key], key=Cid.to_bytes)
-        part_bps = largest_remainder([kept[record_id] for record_id in parts], bps)
-        through = sorted(
-            (
-                ContributionShare(record_id, share, *kept[record_id])
-                for record_id, share in zip(parts, part_bps, strict=True)
-            ),
-            key=lambda c: (-c.bps, c.contribution.to_bytes()),
+        parts = by_author[key]
+        part_bps = largest_remainder(
+            [(node.numerator, node.denominator) for node in parts],
+            bps,
+            [node.kept_fraction for node in parts],
         )
-        author_shares.append(AuthorShare(key, bps, tuple(through), numerator, denominator))
+        through = sorted(
+            zip(parts, part_bps, strict=True), key=lambda part: (-part[1], part[0].key)
+        )
+        shares = tuple(
+            ContributionShare(
+                node.record_id, share, node.numerator, node.denominator, node.kept_fraction
+            )
+            for node, share in through
+        )
+        author_shares.append(AuthorShare(key, bps, shares, numerator, denominator))
     author_shares.sort(key=lambda share: (-share.bps, share.author))
 
     unresolved_shares = sorted(
@@ -542,44 +635,54 @@ def _assemble(
         ),
         key=lambda u: (-u.bps, u.record_id.to_bytes()),
     )
-    flows.sort(key=lambda flow: (flow.remix.to_bytes(), flow.parent.to_bytes()))
-    by_id = sorted(nodes, key=Cid.to_bytes)
+    received = {node.record_id: (node.numerator, node.denominator) for node in ordered}
     return CreditSplit(
         credited=credited,
         authors=tuple(author_shares),
         unresolved=tuple(unresolved_shares),
-        flows=tuple(flows),
-        received={i: (nodes[i].numerator, nodes[i].denominator) for i in by_id},
-        kept={i: kept[i] for i in by_id if i in kept},
-        author_of={i: nodes[i].author for i in by_id if nodes[i].body is not None},
+        flows=_flows(ordered),
+        received=received,
+        kept=_KeptCredit(received, kept_fractions),
+        author_of={node.record_id: node.author for node in ordered if node.body is not None},
     )
 
 
-def _sum_exact(
-    record_ids: list[Cid], values: dict[Cid, tuple[int, int]], exponents: dict[Cid, Exponents]
-) -> tuple[int, int]:
-    """The exact sum of ``values`` over a common denominator (their lcm).
+def _sum_kept(parts: list[_Node]) -> tuple[int, int]:
+    """The exact sum of what ``parts`` kept, over a common denominator (their lcm).
 
     Terms are added smallest denominator first so that each step scales the
     running sum by a small factor (denominators along a chain divide each
     other; a balanced tree of sums measured slower). The result does not
-    depend on the order.
+    depend on the order. A term is ``received * kept_fraction``: the small
+    kept numerator is folded into the term's (small) scale, so no term is
+    multiplied out on its own.
     """
-    terms = sorted(record_ids, key=lambda i: (values[i][1].bit_length(), i.to_bytes()))
-    total, denominator = values[terms[0]]
-    total_exponents = dict(exponents[terms[0]])
-    for record_id in terms[1:]:
-        numerator, _ = values[record_id]
-        term_exponents = exponents[record_id]
+    terms = sorted(
+        parts,
+        key=lambda node: (
+            node.denominator.bit_length() + node.kept_fraction[1].bit_length(),
+            node.key,
+        ),
+    )
+    first = terms[0]
+    total = first.numerator * first.kept_fraction[0]
+    total_exponents = combine(first.exponents, exponents_of(first.kept_fraction[1]))
+    for node in terms[1:]:
+        kept_numerator, kept_denominator = node.kept_fraction
+        term_exponents = combine(node.exponents, exponents_of(kept_denominator))
         common = _lcm(total_exponents, term_exponents)
-        scale_total = power_product(common, total_exponents)
-        scale_term = power_product(common, term_exponents)
-        total = (total * scale_total if scale_total != 1 else total) + (
-            numerator * scale_term if scale_term != 1 else numerator
-        )
-        denominator *= scale_total
+        odd, shift = odd_scale(common, total_exponents)
+        if odd != 1:
+            total *= odd
+        if shift:
+            total <<= shift
+        odd, shift = odd_scale(common, term_exponents)
+        term = node.numerator * (odd * kept_numerator)
+        total += term << shift if shift else term
         total_exponents = common
-    return total, denominator
+    # Every denominator here is the product of its prime powers (see
+    # ``_denominator_exponents``), so the lcm is built once, at the end.
+    return total, power_product(total_exponents, {})
 
 
 def _lcm(first: Exponents, second: Exponents) -> Exponents:

@@ -15,7 +15,9 @@ machines are noisy, so each is set against a baseline taken here and now):
 * a stress case: a DAG 10,000 remixes deep (each remixes the one before and
   up to 2 of the 50 before that, each passing an odd share upstream), so
   exact values need denominators of ~140,000 bits. Nobody remixes like this,
-  but anyone can publish such a chain.
+  but anyone can publish such a chain. Baselines: the topological sort, and
+  the split as it was computed before issue 7 (``tests/lineage_oracle.py``,
+  kept as the tests' oracle): the same results, the old way.
 
 Usage: .venv/bin/python scripts/bench_credits.py [--count 10000] [--seed 7]
 """
@@ -49,6 +51,7 @@ from protocol.records import (  # noqa: E402
     decode_record,
     sign_record,
 )
+from tests.lineage_oracle import oracle_split_credits  # noqa: E402
 
 TARGET_SECONDS = 1.0
 KEYS = [private_key_from_seed(bytes([n + 1]) * 32) for n in range(20)]
@@ -100,6 +103,21 @@ def production_of(signed: list[SignedRecord]) -> SignedRecord:
     return sign_record(
         Production("The benchmark", credits), private_key=KEYS[0], created_ms=1_800_000_000_000
     )
+
+
+def production_body(production: SignedRecord) -> Production:
+    assert isinstance(production.body, Production)
+    return production.body
+
+
+def best_cpu_of(runs: int, function: Callable[[], object]) -> float:
+    """CPU seconds of this process (best of ``runs``): what a loaded machine inflates least."""
+    times = []
+    for _ in range(runs):
+        started = time.process_time()
+        function()
+        times.append(time.process_time() - started)
+    return min(times)
 
 
 def best_of(runs: int, function: Callable[[], object]) -> float:
@@ -159,7 +177,14 @@ def main() -> None:
     deep = deep_dag(count, rng)
     deep_production = production_of(deep)
     deep_known = {record.id: record for record in deep}
-    deep_seconds = best_of(1, lambda: split_production(deep_production, deep_known))
+    deep_seconds = best_of(3, lambda: split_production(deep_production, deep_known))
+    deep_shares = [
+        (credit.contribution, credit.share_bps)
+        for credit in production_body(deep_production).credits
+    ]
+    deep_old_seconds = best_of(1, lambda: oracle_split_credits(deep_shares, deep_known))
+    deep_cpu = best_cpu_of(3, lambda: split_production(deep_production, deep_known))
+    deep_old_cpu = best_cpu_of(1, lambda: oracle_split_credits(deep_shares, deep_known))
     deep_sort_seconds = best_of(3, lambda: topological_sort(deep))
     deep_split = split_production(deep_production, deep_known)
     deep_bits = max(denominator.bit_length() for _, denominator in deep_split.received.values())
@@ -208,7 +233,29 @@ def main() -> None:
             target=True,
         )
     )
-    print("\nEach time is the best of 3 runs (1 run for the Store and the deep DAG).")
+    print(
+        row(
+            f"split, DAG {count} deep, odd upstream (stress)",
+            deep_seconds,
+            "the previous algorithm",
+            deep_old_seconds,
+            target=True,
+        )
+    )
+    print(
+        row(
+            f"split, DAG {count} deep, odd upstream (stress), CPU time",
+            deep_cpu,
+            "the previous algorithm, CPU time",
+            deep_old_cpu,
+            target=True,
+        )
+    )
+    print(
+        "\nEach time is the best of 3 runs (1 run for the Store and the previous algorithm);"
+        " wall-clock unless marked CPU time (this process's CPU seconds, which a loaded"
+        " machine inflates least)."
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from node.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
+    EncodedResult,
     FramingError,
     InvalidRequest,
     JsonStreamSplitter,
@@ -21,7 +22,9 @@ from node.jsonrpc import (
     Request,
     RpcError,
     classify,
+    encode_line,
     parse_incoming,
+    success,
 )
 from node.rpc_api import CONTENT_ADD, CONTENT_CAT, RECORDS_LIST
 from node.rpc_schema import rpc_error_for
@@ -207,3 +210,25 @@ def test_errors_a_caller_can_cause_map_to_documented_codes() -> None:
     assert missing is not None
     assert (missing.code, missing.data) == (-32005, {"errno": "ENOENT", "path": "/x"})
     assert rpc_error_for(KeyError("bug")) is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(json_values, st.integers(0, 3))
+def test_a_pre_encoded_result_gives_the_line_its_value_would(result: Any, batch: int) -> None:
+    encoded = EncodedResult(json.dumps(result, separators=(",", ":")).encode())
+    if batch:
+        line = encode_line([success(n, encoded) for n in range(batch)])
+        plain = encode_line([success(n, result) for n in range(batch)])
+    else:
+        line, plain = encode_line(success(7, encoded)), encode_line(success(7, result))
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert json.loads(line) == json.loads(plain)

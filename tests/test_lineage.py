@@ -8,6 +8,7 @@ sit in change nothing.
 
 from __future__ import annotations
 
+import math
 import random
 import tempfile
 from fractions import Fraction
@@ -22,7 +23,7 @@ from node.productions import record_lookup
 from node.store import Store
 from protocol.cid import Cid
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.exact import _magnitude, largest_remainder
+from protocol.exact import _log2, largest_remainder
 from protocol.identity import private_key_from_seed, public_key_bytes
 from protocol.lineage import (
     CreditSplit,
@@ -43,6 +44,7 @@ from protocol.records import (
     SignedRecord,
     sign_record,
 )
+from tests.lineage_oracle import oracle_split_credits
 
 KEYS = [private_key_from_seed(bytes([n + 1]) * 32) for n in range(10)]
 AUTHORS = [public_key_bytes(key) for key in KEYS]
@@ -331,10 +333,56 @@ def test_largest_remainder_breaks_exact_ties_by_position() -> None:
         largest_remainder([(1, 1)], 5)
 
 
-@given(st.fractions(min_value=0, max_value=10**6), st.fractions(min_value=0, max_value=10**6))
-def test_magnitude_keys_never_contradict_the_order_of_values(x: Fraction, y: Fraction) -> None:
-    if x < y:
-        assert _magnitude(x.numerator, x.denominator) <= _magnitude(y.numerator, y.denominator)
+@given(st.fractions(min_value=0, max_value=10**6, max_denominator=10**40), st.integers(0, 4000))
+def test_approximate_log2_is_within_its_error_bound(x: Fraction, scale_bits: int) -> None:
+    if x == 0:
+        return
+    # A value with long numbers: x scaled down by 2**scale_bits, then written
+    # over a denominator thousands of bits long.
+    padding = 3**scale_bits
+    numerator, denominator = x.numerator * padding, x.denominator * padding << scale_bits
+    exact = math.log2(x.numerator) - math.log2(x.denominator) - scale_bits
+    assert abs(_log2(numerator, denominator) - exact) < 2**-30
+
+
+def reference_largest_remainder(values: list[Fraction], total: int) -> list[int]:
+    floors = [math.floor(value) for value in values]
+    order = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), i))
+    for index in order[: total - sum(floors)]:
+        floors[index] += 1
+    return floors
+
+
+@st.composite
+def close_values(draw: st.DrawFn) -> tuple[list[Fraction], int]:
+    """Values summing to an integer, with long denominators and near and exact ties."""
+    base = draw(st.fractions(min_value=0, max_value=50, max_denominator=10**6))
+    tiny = Fraction(1, 7 ** draw(st.integers(20, 400)))
+    values = [
+        max(
+            Fraction(0),
+            base + draw(st.sampled_from([0, 1, -1, 2])) * tiny + draw(st.integers(0, 3)),
+        )
+        for _ in range(draw(st.integers(1, 12)))
+    ]
+    short = math.ceil(sum(values)) - Fraction(sum(values))
+    values.append(Fraction(short + draw(st.integers(0, 2))))
+    return values, int(sum(values))
+
+
+@given(close_values())
+def test_largest_remainder_orders_near_ties_exactly(case: tuple[list[Fraction], int]) -> None:
+    values, total = case
+    pairs = [(value.numerator * 11**30, value.denominator * 11**30) for value in values]
+    assert largest_remainder(pairs, total) == reference_largest_remainder(values, total)
+    # The same values as long pairs times small fractions (how an author's parts come).
+    factors = [(3, 7) if index % 2 else (1, 1) for index in range(len(values))]
+    unscaled = [
+        (numerator * b, denominator * a)
+        for (numerator, denominator), (a, b) in zip(pairs, factors, strict=True)
+    ]
+    expected = reference_largest_remainder(values, total)
+    assert largest_remainder(unscaled, total, factors) == expected
 
 
 # -- properties over random DAGs -----------------------------------------------------------
@@ -480,3 +528,56 @@ def test_a_deep_chain_stays_exact() -> None:
     reference = reference_split([(chain[-1].id, 10_000)], records(*chain))
     assert exact_of(split) == reference
     assert split.total_bps == 10_000
+
+
+# -- the split against the algorithm it replaced (issue 7) ---------------------------------
+
+
+def comparable(split: CreditSplit) -> dict[str, object]:
+    """Everything a split says, as exact values (the unreduced pairs may be built differently)."""
+    return {
+        "credited": split.credited,
+        "authors": [
+            (
+                share.author,
+                share.bps,
+                share.exact_bps,
+                [(part.contribution, part.bps, part.exact_bps) for part in share.through],
+            )
+            for share in split.authors
+        ],
+        "unresolved": [(u.record_id, u.reason, u.bps, u.exact_bps) for u in split.unresolved],
+        "flows": [(f.remix, f.parent, f.exact_bps) for f in split.flows],
+        "received": {record_id: split.received_bps(record_id) for record_id in split.received},
+        "kept": {record_id: split.kept_bps(record_id) for record_id in split.kept},
+        "author_of": dict(split.author_of),
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(remix_dags())
+def test_split_gives_what_the_previous_algorithm_gave(
+    dag: tuple[list[SignedRecord], list[tuple[Cid, int]], set[int]],
+) -> None:
+    signed, shares, missing = dag
+    held = records(*[record for index, record in enumerate(signed) if index not in missing])
+    assert comparable(split_credits(shares, held)) == comparable(oracle_split_credits(shares, held))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_a_deep_dag_with_skips_gives_what_the_previous_algorithm_gave(
+    rng: random.Random,
+) -> None:
+    """The stress shape of scripts/bench_credits.py, 150 deep: long numbers, many near-ties."""
+    chain: list[SignedRecord] = []
+    for n in range(150):
+        parents = chain[-1:] + rng.sample(chain[-20:-1], min(len(chain[-20:-1]), rng.randint(0, 2)))
+        weights = tuple(rng.randint(1, 9) for _ in parents) if rng.random() < 0.3 else None
+        upstream = rng.choice([1234, 3333, 4567, 7777]) if parents else None
+        chain.append(work(n % 7, *parents, weights=weights, upstream=upstream, title=f"w{n}"))
+    shares = [(record.id, 2000) for record in chain[-5:]]
+    held = records(*chain)
+    new = split_credits(shares, held)
+    assert comparable(new) == comparable(oracle_split_credits(shares, held))
+    assert new.total_bps == 10_000

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
+import itertools
 import json
 import os
 import socket
@@ -16,17 +18,20 @@ import pytest
 import trio
 import trio.testing
 
+from node.cli_daemon_backend import DaemonBackend
 from node.client import DaemonGone, RpcClient, TrioRpcClient, open_trio_client
 from node.config import Config, LimitsConfig, RpcConfig
-from node.daemon import Daemon
+from node.daemon import STATUS_CACHE_SECONDS, Daemon
 from node.daemon_process import rpc_socket_path
 from node.datadir import DataDir
 from node.jsonrpc import RpcError
 from node.operations import WorkFields, publish
 from node.rpc_api import METHODS, METHODS_BY_NAME
 from node.rpc_methods import PROGRESS_INTERVAL
+from node.rpc_params import MAX_CAT_BYTES
 from node.store import Store
 from node.transfer import export_car
+from protocol.cid import Cid
 from tests.conftest import corrupt_block, indexed_blocks, write_random_file
 from tests.daemon_fixtures import SEED, loopback_config, open_raw, rpc_daemon  # noqa: F401
 
@@ -527,3 +532,79 @@ async def test_shutdown_from_a_client_that_does_not_wait_for_the_answer(tmp_path
             await raw.aclose()
         # The nursery only exits once daemon.run has returned: it stopped.
     assert not socket_of(daemon).exists()
+
+
+async def test_cat_through_the_daemon_pipelines_slices_and_keeps_the_connection(
+    rpc_daemon: Daemon,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    film = write_random_file(tmp_path / "film.bin", 2 * MAX_CAT_BYTES + 5, seed=9)
+    async with open_trio_client(socket_of(rpc_daemon)) as client:
+        added = await call(
+            client, "content.add", {"path": str(tmp_path / "film.bin"), "title": "F"}
+        )
+
+    def cat_twice_then_status() -> tuple[bytes, bytes, dict[str, Any]]:
+        with RpcClient.connect(socket_of(rpc_daemon)) as blocking:
+            backend = DaemonBackend(blocking)
+            by_record, by_content = io.BytesIO(), io.BytesIO()
+            backend.write_content(Cid.parse(added["id"]), by_record)
+            backend.write_content(Cid.parse(added["content"]), by_content)
+            # Nothing is left over on the connection: the next call gets its own answer.
+            return by_record.getvalue(), by_content.getvalue(), blocking.call("node.status")
+
+    by_record, by_content, status = await trio.to_thread.run_sync(cat_twice_then_status)
+    assert by_record == film
+    assert by_content == film
+    assert status["author"].startswith("12D3KooW")
+
+
+async def test_a_pipeline_stopped_early_or_failing_leaves_the_connection_usable(
+    rpc_daemon: Daemon,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    poem = b"snow on snow, " * 100
+    (tmp_path / "poem.txt").write_bytes(poem)
+    async with open_trio_client(socket_of(rpc_daemon)) as client:
+        added = await call(client, "content.add", {"path": str(tmp_path / "poem.txt")})
+    slices = (
+        {"cid": added["content"], "offset": offset, "max_bytes": 10}
+        for offset in itertools.count(0, 10)
+    )
+    unknown = str(Cid.for_raw(b"nobody has this"))
+
+    def use_pipelines() -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+        with RpcClient.connect(socket_of(rpc_daemon)) as blocking:
+            results = blocking.pipeline("content.cat", slices, window=8)
+            taken = [next(results) for _ in range(3)]
+            results.close()  # five more are in flight: read and dropped
+            failing = [
+                {"cid": added["content"]},
+                {"cid": unknown},
+                {"cid": added["content"], "offset": 10},
+            ]
+            with pytest.raises(RpcError) as failure:
+                list(blocking.pipeline("content.cat", failing, window=3))
+            return taken, failure.value.code, blocking.call("node.status")
+
+    taken, code, status = await trio.to_thread.run_sync(use_pipelines)
+    assert [piece["offset"] for piece in taken] == [0, 10, 20]
+    assert b"".join(base64.b64decode(piece["data"]) for piece in taken) == poem[:30]
+    assert code == -32002
+    assert status["rpc"]["requests_total"] >= 3 + 8 + 3
+
+
+async def test_status_counts_stay_live_and_store_figures_refresh(
+    rpc_daemon: Daemon,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "poem.txt").write_text("snow on snow")
+    async with open_trio_client(socket_of(rpc_daemon)) as client:
+        first = await call(client, "node.status")
+        second = await call(client, "node.status")
+        assert second["rpc"]["requests_total"] == first["rpc"]["requests_total"] + 1
+        await call(client, "content.add", {"path": str(tmp_path / "poem.txt"), "title": "P"})
+        await trio.sleep(STATUS_CACHE_SECONDS * 1.5)
+        later = await call(client, "node.status")
+    assert later["store"]["records"] == first["store"]["records"] + 1
+    assert later["uptime_s"] > first["uptime_s"]
