@@ -27,6 +27,7 @@ without the database. Invariants, with ``node.store`` (which owns the index):
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import secrets
@@ -99,7 +100,9 @@ class PackAppender:
         header = ENTRY_HEADER.pack(len(data), len(cid_bytes)) + cid_bytes
         written = os.pwritev(self._fd, [header, data], self.size)
         if written != len(header) + len(data):
-            raise OSError(f"short write to {self.path}")
+            # A short write to a regular file means the filesystem is full; say
+            # so with ENOSPC, which callers and the RPC error mapping understand.
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         offset = self.size + len(header)
         self.size += written
         return offset

@@ -356,6 +356,13 @@ def rpc_error_for(error: Exception) -> RpcError | None:
     """The documented JSON-RPC error for an exception a caller can cause; None for a bug."""
     if isinstance(error, RpcError):
         return error
+    if isinstance(error, BaseExceptionGroup):
+        # A nursery in the handler wraps what its tasks raised: report the first
+        # error a caller can understand (a full disk during a fetch, say).
+        for leaf in error.exceptions:
+            if isinstance(leaf, Exception) and (mapped := rpc_error_for(leaf)) is not None:
+                return mapped
+        return None
     if isinstance(error, ProtocolError):
         return RpcError(
             error.rpc_code, str(error), {"reason": error.reason, "error": type(error).__name__}
