@@ -11,11 +11,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from node.datadir import DataDir
 from node.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Hypothesis budget of the fuzz tests (tests/test_fuzz.py, marker ``fuzz``): small in a
+# normal run, so the whole suite stays fast; large with ``pytest -m fuzz`` or with
+# REMIXNET_FUZZ=large (REMIXNET_FUZZ_EXAMPLES=N sets the large budget).
+FUZZ_SMALL_EXAMPLES = 100
+FUZZ_LARGE_EXAMPLES = int(os.environ.get("REMIXNET_FUZZ_EXAMPLES", "5000"))
+
+
+def register_fuzz_profile(large: bool) -> None:
+    settings.register_profile(
+        "fuzz",
+        max_examples=FUZZ_LARGE_EXAMPLES if large else FUZZ_SMALL_EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+register_fuzz_profile(os.environ.get("REMIXNET_FUZZ") == "large")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if str(config.getoption("markexpr", "")).strip() == "fuzz":
+        register_fuzz_profile(large=True)
 
 
 @dataclass
