@@ -198,5 +198,13 @@ def fail(message: str, code: int = EXIT_ERROR) -> None:
 # add, remix, show, cat, get, ls, lineage, fsck, export, import (cli_content); daemon, stop,
 # status, rpc, events (cli_daemon); collab, production, credits, ack, graph (cli_collab);
 # peers, connect (cli_network); follow, unfollow, following, feed, profile,
-# notifications (cli_social).
-from node import cli_collab, cli_content, cli_daemon, cli_network, cli_social  # noqa: E402,F401
+# notifications (cli_social); seed (cli_seed).
+from node import (  # noqa: E402,F401
+    cli_collab,
+    cli_content,
+    cli_daemon,
+    cli_network,
+    cli_pins,  # pin add|rm|ls, gc
+    cli_seed,  # seed show|set|block|unblock
+    cli_social,
+)

@@ -20,7 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -32,7 +32,7 @@ from protocol.cid import Cid
 from protocol.content import InvalidDag
 from protocol.errors import BlockMismatch, InvalidCid, ProtocolError
 from protocol.identity import InvalidAuthorId
-from protocol.records import InvalidRecord, RecordType
+from protocol.records import Credit, InvalidRecord, RecordType
 
 RecordView = Mapping[str, Any]
 # (bytes done, bytes in all when known), both cumulative: the daemon's `progress` notification.
@@ -211,7 +211,80 @@ class Backend(Protocol):
         """Verify every block and record (and with ``repair`` remove what is damaged)."""
         ...
 
+    def author_names(self, authors: Iterable[str]) -> dict[str, str]:
+        """Profile names held here of ``authors`` (PeerIDs); authors without one are left out."""
+        ...
+
+    # Collabs, productions, credits, acks and drawings: each returns the JSON
+    # result of its method in ``node.rpc_api_collab`` (computed offline by the
+    # same function of ``node.rpc_methods_collab`` the daemon runs).
+
+    def open_collab(self, title: str, brief: str, deadline_ms: int | None) -> RecordView:
+        """Sign and publish a collab directed by this node; its record view."""
+        ...
+
+    def collabs(self, limit: int) -> list[RecordView]:
+        """Collabs held here, newest first (views with ``author_name``)."""
+        ...
+
+    def collab(self, collab_id: Cid) -> Mapping[str, Any]:
+        """``collabs.show``: the collab, what answered it (with remixes), its productions."""
+        ...
+
+    def create_production(
+        self, title: str, credits: Sequence[Credit], collab: Cid | None, description: str
+    ) -> RecordView:
+        """Sign and publish a production; its record view."""
+        ...
+
+    def production(self, production_id: Cid) -> Mapping[str, Any]:
+        """``productions.show``: the production, its credits and the acks so far."""
+        ...
+
+    def credits(self, production_id: Cid, *, fetch: bool) -> Mapping[str, Any]:
+        """``credits.get``: the split. ``fetch`` (daemon only) first fetches missing records."""
+        ...
+
+    def acknowledge(self, production_id: Cid, accept: bool, reason: str) -> RecordView:
+        """Sign and publish this node's ack of a production; its record view."""
+        ...
+
+    def graph(self, request: GraphRequest) -> Mapping[str, Any]:
+        """``lineage.graph``: the drawing's text, format and size."""
+        ...
+
+    # Pins and garbage collection (node.cli_pins): each returns the JSON result of
+    # its method in ``node.rpc_api_storage`` (or ``pins.list``), computed offline by
+    # the same store functions the daemon runs.
+
+    def pin_add(self, cid: Cid, reason: str) -> Mapping[str, Any]:
+        """``pins.add``: pin content held fully here (a record id means its content)."""
+        ...
+
+    def pin_rm(self, cid: Cid) -> Mapping[str, Any]:
+        """``pins.rm``: unpin content (a record id means its content)."""
+        ...
+
+    def pins(self) -> list[Mapping[str, Any]]:
+        """``pins.list``: every pin, oldest first."""
+        ...
+
+    def gc(self, progress: Progress) -> Mapping[str, Any]:
+        """``store.gc``: collect garbage; raises ``DaemonError`` when the store stays busy."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GraphRequest:
+    """What to draw (``lineage --format dot|svg``)."""
+
+    record: Cid
+    output_format: str = "svg"  # "svg" or "dot"
+    production: Cid | None = None
+    depth: int = 50
+    max_nodes: int = 400
 
 
 ERROR_LABELS: dict[type[ProtocolError], str] = {

@@ -17,13 +17,15 @@ a file error gets back the path as the user typed it.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping
+import binascii
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from node.cli_backend import (
     DaemonError,
+    GraphRequest,
     ImportSummary,
     LineageGraph,
     Progress,
@@ -48,10 +50,23 @@ from node.rpc_api import (
     LINEAGE_ANCESTORS,
     LINEAGE_DESCENDANTS,
     NODE_STATUS,
+    PINS_LIST,
+    PROFILES_GET,
     RECORDS_GET,
     RECORDS_LIST,
     STORE_FSCK,
 )
+from node.rpc_api_collab import (
+    ACKS_PUBLISH,
+    COLLABS_LIST,
+    COLLABS_OPEN,
+    COLLABS_SHOW,
+    CREDITS_GET,
+    LINEAGE_GRAPH,
+    PRODUCTIONS_CREATE,
+    PRODUCTIONS_SHOW,
+)
+from node.rpc_api_storage import MAX_PINS, PINS_ADD, PINS_RM, STORE_GC
 from node.rpc_params import MAX_CAT_BYTES, MAX_LINEAGE_RECORDS
 from node.rpc_schema import (
     DATA_DIR,
@@ -62,6 +77,7 @@ from node.rpc_schema import (
     NOT_FOUND,
 )
 from protocol.cid import Cid
+from protocol.records import Credit
 
 
 class DaemonBackend:
@@ -142,20 +158,32 @@ class DaemonBackend:
 
     def write_content(self, cid: Cid, out: BinaryIO) -> None:
         # Slices of at most MAX_CAT_BYTES: the daemon seeks to each one by the
-        # DAG's sizes, so reading a large file this way stays linear.
-        target, offset = str(cid), 0
-        while True:
-            piece = self._call(
-                CONTENT_CAT.name, {"cid": target, "offset": offset, "max_bytes": MAX_CAT_BYTES}
-            )
-            data = base64.b64decode(piece["data"], validate=True)
-            out.write(data)
-            offset += len(data)
-            target = piece["content"]  # a record id was resolved once: read its content
-            if piece["eof"]:
-                return
-            if not data:
-                raise DaemonError(f"{CONTENT_CAT.name} returned no bytes before the end")
+        # DAG's sizes, so reading a large file this way stays linear. The first
+        # call resolves a record id (and fetches what is missing from peers);
+        # the next ones are pipelined, CAT_WINDOW in flight, so that the daemon
+        # reads and encodes slices while this process decodes and writes one.
+        first = self._call(
+            CONTENT_CAT.name, {"cid": str(cid), "offset": 0, "max_bytes": MAX_CAT_BYTES}
+        )
+        offset = _write_slice(first, 0, out)
+        if first["eof"]:
+            return
+        root = first["content"]  # a record id was resolved once: read its content
+        following = (
+            {"cid": root, "offset": start, "max_bytes": MAX_CAT_BYTES}
+            for start in itertools.count(offset, MAX_CAT_BYTES)
+        )
+        try:
+            for piece in self.client.pipeline(CONTENT_CAT.name, following, window=CAT_WINDOW):
+                offset = _write_slice(piece, offset, out)
+                if piece["eof"]:
+                    return
+        except RpcError as error:
+            raise DaemonError(error_line(CONTENT_CAT.name, error, {})) from None
+        except DaemonGone as error:
+            raise DaemonError(f"{error} (during {CONTENT_CAT.name})") from None
+        except ConnectionError as error:
+            raise DaemonError(f"lost the connection to the daemon: {error.strerror}") from None
 
     def get(self, cid: Cid, destination: Path, progress: Progress, *, pin: bool) -> Retrieved:
         absolute = destination.absolute()
@@ -203,6 +231,81 @@ class DaemonBackend:
             repaired=result["repaired"],
         )
 
+    def author_names(self, authors: Iterable[str]) -> dict[str, str]:
+        names = {}
+        for author in sorted(set(authors)):
+            profile = self._call(PROFILES_GET.name, {"author": author})["profile"]
+            if profile is not None:
+                names[author] = str(profile["name"])
+        return names
+
+    # The collab methods (node.rpc_api_collab): their results are what the store gives offline.
+
+    def open_collab(self, title: str, brief: str, deadline_ms: int | None) -> RecordView:
+        params = {"title": title, "brief": brief, "deadline_ms": deadline_ms}
+        return cast(RecordView, self._call(COLLABS_OPEN.name, params)["collab"])
+
+    def collabs(self, limit: int) -> list[RecordView]:
+        return list(self._call(COLLABS_LIST.name, {"limit": limit})["collabs"])
+
+    def collab(self, collab_id: Cid) -> Mapping[str, Any]:
+        return cast(Mapping[str, Any], self._call(COLLABS_SHOW.name, {"id": str(collab_id)}))
+
+    def create_production(
+        self, title: str, credits: Sequence[Credit], collab: Cid | None, description: str
+    ) -> RecordView:
+        params = {
+            "title": title,
+            "credits": [
+                {
+                    "contribution": str(credit.contribution),
+                    "role": credit.role,
+                    "share_bps": credit.share_bps,
+                }
+                for credit in credits
+            ],
+            "collab": str(collab) if collab is not None else None,
+            "description": description,
+        }
+        return cast(RecordView, self._call(PRODUCTIONS_CREATE.name, params)["production"])
+
+    def production(self, production_id: Cid) -> Mapping[str, Any]:
+        return cast(
+            Mapping[str, Any], self._call(PRODUCTIONS_SHOW.name, {"id": str(production_id)})
+        )
+
+    def credits(self, production_id: Cid, *, fetch: bool) -> Mapping[str, Any]:
+        params = {"id": str(production_id), "fetch": fetch}
+        return cast(Mapping[str, Any], self._call(CREDITS_GET.name, params))
+
+    def acknowledge(self, production_id: Cid, accept: bool, reason: str) -> RecordView:
+        params = {"production": str(production_id), "accept": accept, "reason": reason}
+        return cast(RecordView, self._call(ACKS_PUBLISH.name, params)["ack"])
+
+    def graph(self, request: GraphRequest) -> Mapping[str, Any]:
+        params = {
+            "id": str(request.record),
+            "format": request.output_format,
+            "production": str(request.production) if request.production is not None else None,
+            "depth": request.depth,
+            "max_nodes": request.max_nodes,
+        }
+        return cast(Mapping[str, Any], self._call(LINEAGE_GRAPH.name, params))
+
+    # -- pins and garbage collection (node.cli_pins) --
+
+    def pin_add(self, cid: Cid, reason: str) -> Mapping[str, Any]:
+        return dict(self._call(PINS_ADD.name, {"cid": str(cid), "reason": reason}))
+
+    def pin_rm(self, cid: Cid) -> Mapping[str, Any]:
+        return dict(self._call(PINS_RM.name, {"cid": str(cid)}))
+
+    def pins(self) -> list[Mapping[str, Any]]:
+        return list(self._call(PINS_LIST.name, {"limit": MAX_PINS})["pins"])
+
+    def gc(self, progress: Progress) -> Mapping[str, Any]:
+        return dict(self._call(STORE_GC.name, {}, progress=progress))
+
 
 def error_line(method: str, error: RpcError, paths: Mapping[Path, Path]) -> str:
     """The one line the CLI prints for ``error``: the same as offline for the same failure."""
@@ -242,3 +345,24 @@ def as_given(path: Path, paths: Mapping[Path, Path]) -> str:
         if path.parent == absolute.parent:
             return str(given.parent / path.name)
     return str(path)
+
+
+CAT_WINDOW = 4  # content.cat slices in flight (each ~1.4 MB of JSON on the wire)
+
+
+def _write_slice(piece: Mapping[str, Any], offset: int, out: BinaryIO) -> int:
+    """Write one ``content.cat`` slice that must start at ``offset``; the offset after it.
+
+    Every slice but the last holds exactly ``MAX_CAT_BYTES`` (the next
+    requests were sent for the offsets that follows from that).
+    """
+    try:  # strict: only the base64 alphabet, correctly padded (checked in C, unlike validate=)
+        data = binascii.a2b_base64(piece["data"], strict_mode=True)
+    except binascii.Error as error:
+        raise DaemonError(f"{CONTENT_CAT.name} returned bad base64 ({error})") from None
+    if piece["offset"] != offset:
+        raise DaemonError(f"{CONTENT_CAT.name} returned offset {piece['offset']}, not {offset}")
+    if not piece["eof"] and len(data) != MAX_CAT_BYTES:
+        raise DaemonError(f"{CONTENT_CAT.name} returned {len(data)} bytes before the end")
+    out.write(data)
+    return offset + len(data)

@@ -8,10 +8,13 @@ work; errors are the store's and protocol's own exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from node.cli_backend import (
+    DaemonError,
+    GraphRequest,
     ImportSummary,
     LineageGraph,
     Progress,
@@ -24,13 +27,34 @@ from node.cli_backend import (
 from node.datadir import DataDir
 from node.errors import MissingBlock, NotFound
 from node.fsck import FsckReport
+from node.leases import StoreBusy
 from node.operations import WorkFields, ancestors, descendants, publish
+from node.productions import profile_name
+from node.rpc_methods_collab import (
+    collabs_list_result,
+    collabs_show_result,
+    credits_result,
+    graph_result,
+    productions_show_result,
+    sign_ack,
+    sign_collab,
+    sign_production,
+)
 from node.rpc_params import MAX_LINEAGE_RECORDS
+from node.rpc_params_collab import (
+    AckParams,
+    CollabListParams,
+    CollabOpenParams,
+    CollabShowParams,
+    GraphParams,
+    ProductionCreateParams,
+    ProductionParams,
+)
 from node.store import RecordFilter, Store
 from node.transfer import export_car, get_file, import_car, resolve_content, write_stream
 from protocol.cid import Cid
 from protocol.identity import public_key_of
-from protocol.records import Contribution, to_json
+from protocol.records import Contribution, Credit, to_json
 
 
 class NotLocal(NotFound):
@@ -146,3 +170,73 @@ class StoreBackend:
     def fsck(self, repair: bool, progress: Progress) -> FsckReport:
         counter = _Counter(progress, self.store.statistics()["block_bytes"])
         return self.store.fsck(repair=repair, on_progress=counter.advance)
+
+    # -- pins and garbage collection (node.cli_pins) --
+
+    def pin_add(self, cid: Cid, reason: str) -> Mapping[str, Any]:
+        return self.store.pin_held(cid, reason).to_json()
+
+    def pin_rm(self, cid: Cid) -> Mapping[str, Any]:
+        return self.store.unpin_content(cid).to_json()
+
+    def pins(self) -> list[Mapping[str, Any]]:
+        return [{"cid": str(cid), "reason": reason} for cid, reason in self.store.pins()]
+
+    def gc(self, progress: Progress) -> Mapping[str, Any]:
+        counter = _Counter(progress, self.store.blocks.used_bytes())
+        try:
+            return self.store.collect_garbage(wait=5.0, on_progress=counter.advance).to_json()
+        except StoreBusy as error:
+            raise DaemonError(str(error)) from None
+
+    def author_names(self, authors: Iterable[str]) -> dict[str, str]:
+        names = {}
+        for author in sorted(set(authors)):
+            name = profile_name(self.store, public_key_of(author))
+            if name is not None:
+                names[author] = name
+        return names
+
+    # The collab methods: the functions the daemon's handlers run, on this store.
+
+    def open_collab(self, title: str, brief: str, deadline_ms: int | None) -> RecordView:
+        params = CollabOpenParams(title, brief, deadline_ms)
+        return to_json(sign_collab(self.store, self.data_dir.load_identity(), params))
+
+    def collabs(self, limit: int) -> list[RecordView]:
+        result = collabs_list_result(self.store, CollabListParams(limit))
+        return cast(list[RecordView], result["collabs"])
+
+    def collab(self, collab_id: Cid) -> Mapping[str, Any]:
+        return collabs_show_result(self.store, CollabShowParams(collab_id))
+
+    def create_production(
+        self, title: str, credits: Sequence[Credit], collab: Cid | None, description: str
+    ) -> RecordView:
+        params = ProductionCreateParams(title, tuple(credits), collab, description)
+        return to_json(sign_production(self.store, self.data_dir.load_identity(), params))
+
+    def production(self, production_id: Cid) -> Mapping[str, Any]:
+        return productions_show_result(self.store, ProductionParams(production_id))
+
+    def credits(self, production_id: Cid, *, fetch: bool) -> Mapping[str, Any]:
+        if fetch:
+            raise DaemonError(
+                f"fetching records from peers needs the daemon, and none is running on"
+                f" {self.data_dir.root} (start one with `remixnet daemon`)"
+            )
+        return credits_result(self.store, production_id)
+
+    def acknowledge(self, production_id: Cid, accept: bool, reason: str) -> RecordView:
+        params = AckParams(production_id, accept, reason)
+        return to_json(sign_ack(self.store, self.data_dir.load_identity(), params))
+
+    def graph(self, request: GraphRequest) -> Mapping[str, Any]:
+        params = GraphParams(
+            request.record,
+            request.output_format,
+            request.production,
+            request.depth,
+            request.max_nodes,
+        )
+        return graph_result(self.store, params)

@@ -25,6 +25,8 @@ from typing import Final
 from multiaddr import Multiaddr
 
 from node.datadir import DataDir, DataDirError, fsync_directory
+from protocol.errors import ProtocolError
+from protocol.identity import public_key_of
 
 CONFIG_FILE: Final = "config.toml"
 
@@ -39,6 +41,7 @@ class NetworkConfig:
     bootstrap: tuple[str, ...] = ()
     mdns: bool = False
     fetch_window_mib: int = 32
+    max_connections: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,46 @@ class RpcConfig:
 @dataclass(frozen=True, slots=True)
 class GossipSettings:
     auto_fetch: str = "lineage-of-mine"
+    sync_interval: int = 300
+
+
+SEED_MODES: Final = ("off", "authors", "collabs", "followed", "everything")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class SeedSettings:
+    """Seeding policies (``node.seed``) and the ``daemon --seed`` profile."""
+
+    mode: str = "off"
+    max_content_bytes: int = 0
+    block_authors: tuple[str, ...] = ()
+    block_peers: tuple[str, ...] = ()
+    replication_concurrency: int = 4
+    replication_attempts: int = 8
+    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4747",)
+    max_connections: int = 2000
+    reprovide_hours: int = 12
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """The storage quota and garbage collection (``node.gc``, ``node.storage_service``)."""
+
+    quota: int = 0  # bytes of packs; 0 = no limit
+    gc_high_water: float = 0.9  # collect garbage when this fraction of the quota is used
+    gc_grace: int = 60  # seconds blocks just stored stay safe from GC (until pinned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +109,11 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     gossip: GossipSettings = field(default_factory=GossipSettings)
+    seed: SeedSettings = field(default_factory=SeedSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    profile: str = "node"  # not a key: "seed" under `remixnet daemon --seed`
 
     def token_path(self, data_dir: DataDir) -> Path:
         """Where the TCP bearer token is kept (relative paths are in the data dir)."""
@@ -153,6 +201,83 @@ def _auto_fetch(value: object) -> object:
     return value
 
 
+def _choice(*choices: str) -> Validator:
+    def validate(value: object) -> object:
+        if value not in choices:
+            raise ValueError("must be one of " + ", ".join(f'"{choice}"' for choice in choices))
+        return value
+
+    return validate
+
+
+def _peer_ids(value: object) -> object:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of PeerIDs (12D3KooW…)")
+    for text in value:
+        try:
+            public_key_of(text)
+        except ProtocolError:
+            raise ValueError(f"{text!r} is not an Ed25519 PeerID (12D3KooW…)") from None
+    return tuple(dict.fromkeys(value))
+
+
+def _metrics_listener(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError('must be a string: "" (off) or "127.0.0.1:PORT"')
+    if value:
+        host, _port = _split_host_port(value)
+        if host != "127.0.0.1":
+            raise ValueError(f"{value!r}: the metrics endpoint listens on 127.0.0.1 only")
+    return value
+
+
+_BYTE_UNITS: Final = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+
+
+def parse_byte_size(value: object) -> int:
+    """``50GiB``, ``"1.5 TB"``, ``"500MB"`` or an integer -> bytes. Raises ``ValueError``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        digits = text.rstrip("kmgtib ")
+        number_text, unit = digits.strip(), text[len(digits) :].strip()
+        try:
+            number = float(number_text)
+        except ValueError:
+            number = -1.0
+    else:
+        number, unit = -1.0, ""
+    if number < 0 or unit not in _BYTE_UNITS or number != number:
+        raise ValueError('must be a size in bytes: an integer or a string like "50GiB", "500MB"')
+    size = int(number * _BYTE_UNITS[unit])
+    if size > 1 << 60:
+        raise ValueError("is too large")
+    return size
+
+
+def _fraction(low: float, high: float) -> Validator:
+    def validate(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number from {low} to {high}")
+        if not low <= value <= high:
+            raise ValueError(f"must be a number from {low} to {high}")
+        return float(value)
+
+    return validate
+
+
 def _file_name(value: object) -> object:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ValueError("must be a file name or path")
@@ -220,9 +345,120 @@ KEYS: Final = (
         ' of my works), "followed" (those and works of followed authors) or "all".',
         _auto_fetch,
     ),
+    Key(
+        "gossip",
+        "sync_interval",
+        "Seconds between catch-up syncs with a few connected peers (besides one on each"
+        " connection).",
+        _integer(1, 86_400),
+    ),
+    Key(
+        "network",
+        "max_connections",
+        "Connections to peers at most, inbound and outbound (under `daemon --seed`:"
+        " seed.max_connections).",
+        _integer(60, 100_000),
+    ),
+    Key(
+        "seed",
+        "mode",
+        'What this node replicates (fetches, pins, provides) with its ancestors: "off",'
+        ' "authors" (works of followed authors), "collabs" (contributions to followed collabs),'
+        ' "followed" (both) or "everything". Edit live with `remixnet seed set`.',
+        _choice(*SEED_MODES),
+    ),
+    Key(
+        "seed",
+        "max_content_bytes",
+        "Largest content replicated for one record, in bytes; 0 = no limit.",
+        _integer(0, 1 << 50),
+    ),
+    Key(
+        "seed",
+        "block_authors",
+        "Authors whose records are neither stored, forwarded nor served"
+        " (`remixnet seed block author ID`).",
+        _peer_ids,
+    ),
+    Key(
+        "seed",
+        "block_peers",
+        "Peers refused and disconnected, whose announcements are dropped"
+        " (`remixnet seed block peer ID`).",
+        _peer_ids,
+    ),
+    Key(
+        "seed",
+        "replication_concurrency",
+        "Records replicated at once.",
+        _integer(1, 64),
+    ),
+    Key(
+        "seed",
+        "replication_attempts",
+        "Attempts per record before replication gives up on it (exponential backoff between).",
+        _integer(1, 100),
+    ),
+    Key(
+        "seed",
+        "listen",
+        "Multiaddrs a `daemon --seed` listens on (public by default; `--listen` overrides).",
+        _multiaddrs(peer=False),
+    ),
+    Key(
+        "seed",
+        "max_connections",
+        "Connections to peers at most under `daemon --seed`.",
+        _integer(60, 100_000),
+    ),
+    Key(
+        "seed",
+        "reprovide_hours",
+        "Hours between DHT announcements of every pinned root under `daemon --seed`.",
+        _integer(1, 23),
+    ),
+    Key(
+        "log",
+        "level",
+        'Least severe log messages written: "debug", "info", "warning", "error".',
+        _choice(*LOG_LEVELS),
+    ),
+    Key(
+        "log",
+        "format",
+        '"text" (one readable line per message) or "json" (one JSON object per line).',
+        _choice("text", "json"),
+    ),
+    Key(
+        "metrics",
+        "listen",
+        'Serve Prometheus metrics (GET /metrics) on "127.0.0.1:PORT"; "" = off.',
+        _metrics_listener,
+    ),
+    Key(
+        "storage",
+        "quota",
+        'Bytes the block packs may hold: an integer or a string like "50GiB" or "500MB";'
+        " 0 = no limit. Fetches that would exceed it fail once garbage collection cannot"
+        " make room.",
+        parse_byte_size,
+    ),
+    Key(
+        "storage",
+        "gc_high_water",
+        "Collect garbage automatically once this fraction of the quota is used.",
+        _fraction(0.01, 1.0),
+    ),
+    Key(
+        "storage",
+        "gc_grace",
+        "Seconds blocks just stored (by `add`, an import, a fetch) are safe from garbage"
+        " collection even before they are pinned.",
+        _integer(0, 86_400),
+    ),
 )
 
-_SECTIONS: Final = ("network", "limits", "rpc", "gossip")
+_SECTIONS: Final = ("network", "limits", "rpc", "gossip", "seed", "log", "metrics", "storage")
 
 
 def config_path(data_dir: DataDir) -> Path:
@@ -256,6 +492,10 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
         limits=LimitsConfig(**values["limits"]),  # type: ignore[arg-type]
         rpc=RpcConfig(**values["rpc"]),  # type: ignore[arg-type]
         gossip=GossipSettings(**values["gossip"]),  # type: ignore[arg-type]
+        seed=SeedSettings(**values["seed"]),  # type: ignore[arg-type]
+        log=LogSettings(**values["log"]),  # type: ignore[arg-type]
+        metrics=MetricsSettings(**values["metrics"]),  # type: ignore[arg-type]
+        storage=StorageSettings(**values["storage"]),  # type: ignore[arg-type]
     )
 
 
@@ -279,6 +519,16 @@ def _toml_value(value: object) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return str(value)
+
+
+def section_text(section: str, values: object) -> str:
+    """``[section]`` with every key of ``section`` set to its value in ``values``, commented."""
+    lines = [f"[{section}]"]
+    for key in KEYS:
+        if key.section == section:
+            lines.append(f"# {key.doc}")
+            lines.append(f"{key.name} = {_toml_value(getattr(values, key.name))}")
+    return "\n".join(lines) + "\n"
 
 
 def default_config_text() -> str:

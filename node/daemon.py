@@ -37,7 +37,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -53,11 +53,16 @@ from node.daemon_process import (
 from node.datadir import DataDir, Identity
 from node.events import EventBus
 from node.gossip_service import gossip_service
+from node.metrics import metrics_service
 from node.network_service import network_service
+from node.replication import replication_service
 from node.rpc_api import NODE_SHUTDOWN, NODE_STATUS, NoParams
 from node.rpc_methods import StoreMethods
+from node.rpc_methods_collab import CollabMethods
 from node.rpc_server import Call, MethodRegistry, RpcServer, ServerLimits
+from node.seed import seed_service
 from node.social_methods import SocialMethods
+from node.storage_service import storage_service
 from node.store import Store
 
 if TYPE_CHECKING:
@@ -105,9 +110,12 @@ class Node:
     request_shutdown: Callable[[], None]
     started_monotonic: float = field(default_factory=time.monotonic)
     store_methods: StoreMethods | None = None  # the store's RPC handlers (services extend them)
+    social_methods: SocialMethods | None = None  # the social handlers (gossip hooks into them)
     # The services built so far, in order: a factory may look up an earlier one
     # (gossip finds the network's host).
     services: list[Service] = field(default_factory=list)
+    # What ``node.status`` returns (the metrics endpoint serves it); set by the daemon.
+    status: Callable[[], Awaitable[dict[str, object]]] | None = None
 
 
 ServiceFactory = Callable[[Node], Service]
@@ -121,9 +129,37 @@ def service_name(service: Service) -> str:
 def default_services() -> list[ServiceFactory]:
     """The services ``remixnet daemon`` runs besides the store and the RPC server.
 
-    The network service (libp2p host, exchange, gossip) is added here.
+    The network service (libp2p host, exchange, gossip) is added here; the
+    seed policies after the services they hook into, replication after them.
     """
-    return [network_service, gossip_service]
+    return [
+        network_service,
+        storage_service,  # pins, GC and the quota (node.storage_service)
+        gossip_service,
+        seed_service,
+        replication_service,
+        metrics_service,
+    ]
+
+
+STATUS_CACHE_SECONDS = 0.25  # how old node.status's figures may be (but uptime and rpc)
+
+
+def traffic(services: Mapping[str, Mapping[str, object]]) -> dict[str, int]:
+    """Bytes received from and sent to peers: blocks (exchange) and records (sync)."""
+
+    def number(service: str, *path: str) -> int:
+        value: object = services.get(service, {})
+        for key in path:
+            value = value.get(key, 0) if isinstance(value, Mapping) else 0
+        return value if isinstance(value, int) else 0
+
+    return {
+        "bytes_in": number("network", "fetch", "bytes_fetched")
+        + number("gossip", "sync", "bytes_received"),
+        "bytes_out": number("network", "serve", "bytes_served")
+        + number("gossip", "sync", "bytes_sent"),
+    }
 
 
 class Daemon:
@@ -145,6 +181,10 @@ class Daemon:
         self.node: Node | None = None
         self.services: list[Service] = []
         self.rpc: RpcServer | None = None
+        # node.status's costly parts and when they were taken (see ``_status_snapshot``).
+        self._status_cache: (
+            tuple[float, dict[str, object], dict[str, int], dict[str, dict[str, object]]] | None
+        ) = None
 
     def request_shutdown(self) -> None:
         """Stop the daemon cleanly (idempotent, callable from the trio thread)."""
@@ -172,8 +212,11 @@ class Daemon:
             self.node = node
             node.store_methods = StoreMethods(store, identity, node.events)
             node.store_methods.register(node.methods)
-            SocialMethods(store, identity, node.events).register(node.methods)
+            node.social_methods = SocialMethods(store, identity, node.events)
+            node.social_methods.register(node.methods)
+            CollabMethods(store, identity, node.events, node.store_methods).register(node.methods)
             node.methods.register(NODE_STATUS, self._status)
+            node.status = self.status
             node.methods.register(NODE_SHUTDOWN, self._shutdown_call)
             self.services = node.services
             for factory in self._factories:
@@ -252,9 +295,13 @@ class Daemon:
         }
 
     async def _status(self, params: NoParams, call: Call) -> dict[str, object]:
+        return await self.status()
+
+    async def status(self) -> dict[str, object]:
+        """What ``node.status`` returns: ids, addresses, uptime, store, traffic, services."""
         assert self.node is not None
-        info = self.info()
-        store = await trio.to_thread.run_sync(self.node.store.statistics)
+        info, store, services = await self._status_snapshot()
+        statistics = {"rpc": self.rpc.statistics() if self.rpc else {}, "services": services}
         return {
             "version": info["version"],
             "author": info["author"],
@@ -265,9 +312,32 @@ class Daemon:
             "rpc_tcp": info["rpc_tcp"],
             "listen_addrs": info["listen_addrs"],
             "uptime_s": round(time.monotonic() - self.node.started_monotonic, 3),
+            "profile": self.config.profile,
             "store": store,
-            **self.statistics(),
+            "traffic": traffic(services),
+            **statistics,
         }
+
+    async def _status_snapshot(
+        self,
+    ) -> tuple[dict[str, object], dict[str, int], dict[str, dict[str, object]]]:
+        """``info()``, the store's and the services' figures, ``STATUS_CACHE_SECONDS`` old.
+
+        They cost far more than serving a call (package metadata, multiaddr and
+        base58 text, five SQLite queries in a worker thread): a tool polling
+        ``node.status`` must not make the daemon redo them thousands of times a
+        second. Uptime and the RPC server's own counters stay live.
+        """
+        assert self.node is not None
+        now = time.monotonic()
+        cached = self._status_cache
+        if cached is not None and now - cached[0] < STATUS_CACHE_SECONDS:
+            return cached[1], cached[2], cached[3]
+        info = self.info()
+        store = await trio.to_thread.run_sync(self.node.store.statistics)
+        services = {service_name(service): dict(service.statistics()) for service in self.services}
+        self._status_cache = (time.monotonic(), info, store, services)
+        return info, store, services
 
     async def _shutdown_call(self, params: NoParams, call: Call) -> dict[str, object]:
         call.after_response(self.request_shutdown)

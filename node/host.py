@@ -115,6 +115,7 @@ class HostConfig:
     enable_mdns: bool = False
     dht_server: bool = True  # answer DHT queries (seed nodes and reachable peers)
     bootstrap_interval: float = 60.0  # seconds between checks that bootstrap peers are connected
+    max_connections: int = 300  # py-libp2p's default; seed nodes raise it
 
 
 def check_ports_free(listen_addrs: Sequence[str]) -> None:
@@ -191,7 +192,13 @@ class Host:
                 )
             },
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
-            connection_config=ConnectionConfig(max_connections_per_peer=1),
+            connection_config=ConnectionConfig(
+                max_connections_per_peer=1,
+                max_connections=config.max_connections,
+                high_watermark=config.max_connections,
+                low_watermark=min(100, config.max_connections),
+                min_connections=min(50, config.max_connections),
+            ),
             listen_addrs=self._listen,
             enable_mDNS=config.enable_mdns,
         )

@@ -75,6 +75,32 @@ MIGRATIONS: tuple[str, ...] = (
         created_ms  INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: followed collabs (the daemon subscribes to each one's gossip topic).
+    """
+    CREATE TABLE followed_collabs (
+        collab      BLOB PRIMARY KEY,      -- binary record id of the collab
+        created_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 4: seeding (node.replication, node.seed): the replication queue, and the content of
+    # blocked authors, refused to peers until garbage collection has removed it.
+    """
+    CREATE TABLE replication_queue (
+        record_id       BLOB PRIMARY KEY,  -- binary record id to replicate (record + content)
+        reason          TEXT NOT NULL,     -- "author", "collab", "everything", "ancestor", "own"
+        state           TEXT NOT NULL,     -- "queued" or "failed" (done rows are deleted)
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT,
+        added_ms        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX replication_due ON replication_queue (state, next_attempt_ms);
+    CREATE TABLE blocked_content (
+        cid    BLOB PRIMARY KEY,           -- a record id or content root of a blocked author
+        author BLOB NOT NULL               -- raw Ed25519 public key
+    ) WITHOUT ROWID;
+    CREATE INDEX blocked_content_by_author ON blocked_content (author);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

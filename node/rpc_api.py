@@ -24,6 +24,9 @@ from node.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
 )
+from node.rpc_api_collab import COLLAB_METHODS
+from node.rpc_api_seed import SEED_METHODS
+from node.rpc_api_storage import STORAGE_METHODS, STORE_BUSY_ERROR
 from node.rpc_params import (
     AddParams,
     AuthenticateParams,
@@ -40,7 +43,13 @@ from node.rpc_params import (
     SubscribeParams,
     UnsubscribeParams,
 )
-from node.rpc_params_social import AuthorParams, FeedParams, NotificationsParams, ProfileParams
+from node.rpc_params_social import (
+    AuthorParams,
+    CollabParams,
+    FeedParams,
+    NotificationsParams,
+    ProfileParams,
+)
 from node.rpc_schema import (
     DATA_DIR,
     FILE_ERROR,
@@ -131,6 +140,7 @@ ERRORS: Final = (
         "A peer cannot be dialled, or the network is not running.",
         '`{"reason": "unreachable" | "offline" | …, "error": …}`',
     ),
+    STORE_BUSY_ERROR,
 )
 
 
@@ -198,7 +208,13 @@ NODE_STATUS: Final = MethodSpec(
         ResultField("rpc_tcp", "string or null", '"host:port" of the TCP listener, if on.'),
         ResultField("listen_addrs", "[multiaddr]", "Addresses peers can dial (empty offline)."),
         ResultField("uptime_s", "number", "Seconds since the daemon started."),
+        ResultField("profile", "string", '"seed" under `remixnet daemon --seed`, else "node".'),
         ResultField("store", "object", "Store statistics: records, blocks, bytes, pins."),
+        ResultField(
+            "traffic",
+            "{bytes_in, bytes_out}",
+            "Bytes received from and sent to peers (blocks and records) since the start.",
+        ),
         ResultField("rpc", "object", "RPC server statistics: connections, requests, events."),
         ResultField("services", "object", "Statistics of each service, by service name."),
     ),
@@ -214,7 +230,9 @@ NODE_STATUS: Final = MethodSpec(
             "rpc_tcp": None,
             "listen_addrs": [],
             "uptime_s": 12.5,
+            "profile": "node",
             "store": {"records": 2, "blocks": 2, "block_bytes": 22, "pins": 2},
+            "traffic": {"bytes_in": 0, "bytes_out": 0},
             "rpc": {"connections": 1, "connections_total": 3, "requests_total": 9},
             "services": {},
         },
@@ -296,7 +314,8 @@ CONTENT_CAT: Final = MethodSpec(
     notes=(
         "Content missing here is fetched from peers first (not pinned) when the network runs."
         " The slice is found by the sizes the file's DAG records, so a slice costs the same"
-        " wherever it is: a client can read a large file slice by slice (`remixnet cat` does)."
+        " wherever it is: a client can read a large file slice by slice, and may pipeline the"
+        " requests on one connection (`remixnet cat` keeps 4 slices of 1 MiB in flight)."
         " `content.get` writes a whole file faster."
     ),
 )
@@ -545,16 +564,53 @@ SOCIAL_UNFOLLOW: Final = MethodSpec(
     example=Example({"author": _AUTHOR}, {"author": _AUTHOR, "changed": True}),
 )
 
+SOCIAL_FOLLOW_COLLAB: Final = MethodSpec(
+    name="social.follow_collab",
+    params=CollabParams,
+    summary="Follow a collab: the node subscribes to its topic and stores what answers it.",
+    result=(
+        ResultField("collab", "CID", "The collab's record id."),
+        ResultField("changed", "boolean", "False when already followed."),
+    ),
+    example=Example({"collab": _POEM}, {"collab": _POEM, "changed": True}),
+    errors=(INVALID_INPUT,),
+    notes="The collab record need not be held here yet; if it is held, it must be a collab"
+    " (else `-32001`). A running daemon subscribes to the collab's gossip topic at once, and"
+    " at every start.",
+)
+
+SOCIAL_UNFOLLOW_COLLAB: Final = MethodSpec(
+    name="social.unfollow_collab",
+    params=CollabParams,
+    summary="Stop following a collab (and unsubscribe from its topic).",
+    result=(
+        ResultField("collab", "CID", "The collab's record id."),
+        ResultField("changed", "boolean", "False when not followed."),
+    ),
+    example=Example({"collab": _POEM}, {"collab": _POEM, "changed": True}),
+)
+
 SOCIAL_FOLLOWING: Final = MethodSpec(
     name="social.following",
     params=NoParams,
-    summary="The authors this node follows, in the order they were followed.",
+    summary="The authors and collabs this node follows, in the order they were followed.",
     result=(
         ResultField(
             "following", "[{author, name}]", "Each author and the name in their profile, or null."
         ),
+        ResultField(
+            "collabs",
+            "[{collab, title}]",
+            "Each followed collab and its title, or null when its record is not held here.",
+        ),
     ),
-    example=Example({}, {"following": [{"author": _AUTHOR, "name": "Ada"}]}),
+    example=Example(
+        {},
+        {
+            "following": [{"author": _AUTHOR, "name": "Ada"}],
+            "collabs": [{"collab": _POEM, "title": "Winter sounds"}],
+        },
+    ),
 )
 
 SOCIAL_FEED: Final = MethodSpec(
@@ -626,6 +682,8 @@ NOTIFICATIONS_LIST: Final = MethodSpec(
 SOCIAL_METHODS: Final = (
     SOCIAL_FOLLOW,
     SOCIAL_UNFOLLOW,
+    SOCIAL_FOLLOW_COLLAB,
+    SOCIAL_UNFOLLOW_COLLAB,
     SOCIAL_FOLLOWING,
     SOCIAL_FEED,
     PROFILES_SET,
@@ -653,6 +711,9 @@ METHODS: Final[tuple[MethodSpec[Any], ...]] = (
     PEERS_LIST,
     PEERS_CONNECT,
     *SOCIAL_METHODS,
+    *COLLAB_METHODS,
+    *SEED_METHODS,
+    *STORAGE_METHODS,
 )
 
 METHODS_BY_NAME: Final[dict[str, MethodSpec[Any]]] = {spec.name: spec for spec in METHODS}

@@ -243,3 +243,33 @@ def test_rpc_and_events_commands(
     assert "unknown record" in cli.fail("rpc", "records.get", unknown).stderr
     assert "give params either" in cli.fail("rpc", "records.list", "a=1", "2").stderr
     assert daemon_process.stop() == 0
+
+
+def test_json_logs_at_the_configured_level_and_the_seed_profile(
+    initialised_cli: Cli,
+) -> None:
+    write_test_config(
+        initialised_cli.data_dir,
+        '\n[log]\nlevel = "debug"\nformat = "json"\n\n[seed]\nlisten = ["/ip4/127.0.0.1/tcp/0"]\n',
+    )
+    daemon = DaemonProcess(initialised_cli)
+    try:
+        info = daemon.start("--seed")
+        assert info["listen_addrs"][0].startswith("/ip4/127.0.0.1/tcp/")
+        status = status_of(initialised_cli)
+        assert status["profile"] == "seed"
+        assert status["services"]["replication"]["mode"] == "off"
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+    lines = [line for line in daemon.log().splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in lines]
+    assert {"ts", "level", "logger", "message"} <= entries[0].keys()
+    assert "debug" in {entry["level"] for entry in entries}  # level = "debug" is honoured
+    assert any(entry["message"] == "stopped" for entry in entries)
+
+
+def test_a_bad_listen_option_is_one_line(initialised_cli: Cli) -> None:
+    failure = initialised_cli.fail("daemon", "--listen", "/ip4/127.0.0.1/udp/1")
+    assert "has no /tcp/ part" in failure.stderr
+    assert failure.returncode == 2
