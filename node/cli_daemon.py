@@ -23,7 +23,6 @@ from node import render
 from node.cli import cli, json_option, no_daemon, settings
 from node.client import DaemonGone, RpcClient, connect_to_daemon
 from node.config import KEYS, Config, ensure_config_file, load_config
-from node.daemon import Daemon, default_services
 from node.daemon_process import (
     DaemonLock,
     configure_logging,
@@ -155,6 +154,10 @@ def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def run_foreground(
     data_dir: DataDir, config: Config, ready_fd: int | None, as_json: bool
 ) -> None:
+    # Imported here, not at the top: the daemon pulls in libp2p, which would
+    # add ~0.4 s to the start of every other CLI command.
+    from node.daemon import Daemon, default_services
+
     node_daemon = Daemon(data_dir, config, services=default_services(), handle_signals=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(node_daemon.run)

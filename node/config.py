@@ -41,6 +41,7 @@ class NetworkConfig:
     bootstrap: tuple[str, ...] = ()
     mdns: bool = False
     fetch_window_mib: int = 32
+    fetch_give_up_seconds: int = 60
     max_connections: int = 300
 
 
@@ -303,6 +304,12 @@ KEYS: Final = (
         "fetch_window_mib",
         "MiB requested from peers and not yet stored, per fetch (bounds memory).",
         _integer(1, 1024),
+    ),
+    Key(
+        "network",
+        "fetch_give_up_seconds",
+        "Seconds a fetch waits without any progress (no provider, no block) before failing.",
+        _integer(1, 3600),
     ),
     Key("limits", "rpc_clients", "RPC clients connected at once.", _integer(1, 100_000)),
     Key(

@@ -71,7 +71,11 @@ def network_config(node: Node) -> NetworkConfig:
         enable_mdns=settings.mdns,
         max_connections=settings.max_connections,
         reprovide_interval=node.config.seed.reprovide_hours * 3600.0 if seed else 12 * 3600.0,
-        fetch=FetchLimits(window_bytes=window, peer_window_bytes=min(window, 16 * MIB)),
+        fetch=FetchLimits(
+            window_bytes=window,
+            peer_window_bytes=min(window, 16 * MIB),
+            give_up_after=float(settings.fetch_give_up_seconds),
+        ),
     )
 
 

@@ -8,6 +8,8 @@ a command that did not reach the daemon fails). The expectations are the same.
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -255,3 +257,13 @@ def test_import_of_a_car_cut_between_sections_reports_missing_content(
     assert cast(dict[str, Any], other.json("fsck"))["clean"] is True
     other.run("import", car)  # the whole archive completes it
     assert other.run("cat", film["id"]).stdout == (tmp_path / "film.bin").read_bytes()
+
+
+def test_the_cli_starts_without_importing_libp2p() -> None:
+    # Every command but `daemon` talks to the socket or the store: importing
+    # libp2p (~0.4 s) would slow each of them, and the tests that run hundreds.
+    probe = "import sys, node.cli; print(sorted(m for m in sys.modules if m.startswith('libp2p')))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout

@@ -205,6 +205,10 @@ def test_render_metrics_flattens_numbers_and_skips_the_rest() -> None:
 # -- seed daemons end to end ----------------------------------------------------------------
 
 
+# A fetch nobody can serve fails after this long without progress (60 s by default).
+GIVE_UP_SOON = "fetch_give_up_seconds = 5\n"
+
+
 class Daemons:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -323,7 +327,7 @@ def test_a_blocked_authors_records_are_neither_stored_nor_served(
     seed, seed_address = start_seed(daemons, "everything")
     blocked = daemons.start("blocked", bootstrap=(seed_address,))
     other = daemons.start("other", bootstrap=(seed_address,))
-    fresh = daemons.start("fresh", bootstrap=(seed_address,))
+    fresh = daemons.start("fresh", bootstrap=(seed_address,), extra=GIVE_UP_SOON)
     blocked_author = blocked.node_info()["author"]
     early = write_random_file(tmp_path / "early.bin", 2000, seed=7)
     early_work = cast(dict[str, Any], blocked.cli.json("add", tmp_path / "early.bin"))
@@ -350,7 +354,7 @@ def test_a_blocked_authors_records_are_neither_stored_nor_served(
 
     # With the blocked author offline, the seed serves none of their records or content.
     assert blocked.stop() == 0
-    # (Run at once: a fetch nobody can serve gives up after a minute without progress.)
+    # (Run at once: a fetch nobody can serve gives up after GIVE_UP_SOON without progress.)
     attempts = [
         subprocess.Popen(
             fresh.cli.command(*command),
