@@ -120,6 +120,54 @@ class DaemonProcess:
             self.process.wait(timeout=STOP_SECONDS)
 
 
+@dataclass
+class Daemons:
+    """The daemon processes of one test, each on its own data directory under ``root``;
+    ``close`` kills whatever still runs."""
+
+    root: Path
+    started: list[DaemonProcess] = field(default_factory=list)
+
+    def prepare(self, name: str, *, bootstrap: tuple[str, ...] = (), extra: str = "") -> Cli:
+        """An initialised data directory on loopback with a config (``extra`` TOML
+        follows ``[network]``); not started."""
+        cli = Cli(self.root / name)
+        if not (cli.data_dir / "identity.key").exists():
+            cli.run("init")
+        write_test_config(cli.data_dir, f"bootstrap = {json.dumps(list(bootstrap))}\n" + extra)
+        return cli
+
+    def start(self, cli: Cli, *args: str) -> DaemonProcess:
+        process = DaemonProcess(cli)
+        self.started.append(process)
+        process.start(*args)
+        return process
+
+    def launch(
+        self,
+        name: str,
+        *,
+        bootstrap: tuple[str, ...] = (),
+        extra: str = "",
+        args: tuple[str, ...] = (),
+    ) -> DaemonProcess:
+        """``prepare`` then ``start``."""
+        return self.start(self.prepare(name, bootstrap=bootstrap, extra=extra), *args)
+
+    def close(self) -> None:
+        for process in self.started:
+            process.kill()
+
+
+@pytest.fixture(name="daemons")
+def daemons_fixture(tmp_path: Path) -> Iterator[Daemons]:
+    pool = Daemons(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
 def daemon_process(initialised_cli: Cli) -> Iterator[DaemonProcess]:
     """A daemon (not yet started) on an initialised data dir with a loopback config."""

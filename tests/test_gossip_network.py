@@ -16,8 +16,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,7 +35,7 @@ from node.store import Store
 from protocol.cid import Cid
 from protocol.records import MAX_RECORD_SIZE, Collab, Contribution, SignedRecord, sign_record
 from tests.conftest import Cli
-from tests.daemon_fixtures import DaemonProcess, wait_for, write_test_config
+from tests.daemon_fixtures import DaemonProcess, Daemons, daemons_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -45,50 +44,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass
-class Daemons:
-    """The daemon processes of one test; ``close`` kills whatever still runs."""
-
-    root: Path
-    started: list[DaemonProcess] = field(default_factory=list)
-
-    def prepare(
-        self,
-        name: str,
-        *,
-        bootstrap: tuple[str, ...] = (),
-        sync_interval: int = 300,
-        auto_fetch: str = "lineage-of-mine",
-    ) -> Cli:
-        """An initialised data directory on loopback with a config; not started."""
-        cli = Cli(self.root / name)
-        if not (cli.data_dir / "identity.key").exists():
-            cli.run("init")
-        write_test_config(
-            cli.data_dir,
-            f"bootstrap = {json.dumps(list(bootstrap))}\n"
-            f"[gossip]\nsync_interval = {sync_interval}\nauto_fetch = {json.dumps(auto_fetch)}\n",
-        )
-        return cli
-
-    def start(self, cli: Cli) -> DaemonProcess:
-        process = DaemonProcess(cli)
-        self.started.append(process)
-        process.start()
-        return process
-
-    def close(self) -> None:
-        for process in self.started:
-            process.kill()
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    processes = Daemons(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.close()
+def prepare(
+    daemons: Daemons,
+    name: str,
+    *,
+    bootstrap: tuple[str, ...] = (),
+    sync_interval: int = 300,
+    auto_fetch: str = "lineage-of-mine",
+) -> Cli:
+    """An initialised data directory on loopback with these gossip settings; not started."""
+    gossip = f"[gossip]\nsync_interval = {sync_interval}\nauto_fetch = {json.dumps(auto_fetch)}\n"
+    return daemons.prepare(name, bootstrap=bootstrap, extra=gossip)
 
 
 def status(daemon: DaemonProcess) -> dict[str, Any]:
@@ -177,7 +143,9 @@ def test_a_remix_crosses_a_chain_of_six_daemons_and_notifies_the_far_end(
 ) -> None:
     # No content is fetched: a fetch looks for providers on the DHT, whose lookups dial
     # peers of peers and would turn the chain into a mesh.
-    chain = [daemons.start(daemons.prepare(f"n{number}", auto_fetch="none")) for number in range(6)]
+    chain = [
+        daemons.start(prepare(daemons, f"n{number}", auto_fetch="none")) for number in range(6)
+    ]
     for this, following in itertools.pairwise(chain):  # 0 - 1 - 2 - 3 - 4 - 5
         this.cli.run("connect", address(following))
     expected_peers = [1, 2, 2, 2, 2, 1]
@@ -229,8 +197,8 @@ def test_a_daemon_down_during_an_announcement_has_it_after_restarting(
     daemons: Daemons, tmp_path: Path
 ) -> None:
     sync_interval = 3
-    a = daemons.start(daemons.prepare("a", sync_interval=sync_interval))
-    b_cli = daemons.prepare("b", bootstrap=(address(a),), sync_interval=sync_interval)
+    a = daemons.start(prepare(daemons, "a", sync_interval=sync_interval))
+    b_cli = prepare(daemons, "b", bootstrap=(address(a),), sync_interval=sync_interval)
     b = daemons.start(b_cli)
     eventually(lambda: gossip_stats(a)["mesh_peers"] == 1, 20, "A and B are meshed")
     assert b.stop() == 0
@@ -290,8 +258,8 @@ async def test_a_rogue_host_gets_nothing_into_honest_stores(
     daemons: Daemons, tmp_path: Path
 ) -> None:
     # rogue - honest1 - honest2; honest1 follows a collab, so that topic is open to the rogue too.
-    honest2 = daemons.start(daemons.prepare("honest2"))
-    honest1_cli = daemons.prepare("honest1", bootstrap=(address(honest2),))
+    honest2 = daemons.start(prepare(daemons, "honest2"))
+    honest1_cli = prepare(daemons, "honest1", bootstrap=(address(honest2),))
     rogue_dir = DataDir(tmp_path / "rogue")
     rogue_dir.init()
     rogue_identity = rogue_dir.load_identity()
@@ -376,8 +344,8 @@ def fill(cli: Cli, records: list[SignedRecord]) -> None:
 
 
 def test_two_daemons_with_5000_records_in_common_converge(daemons: Daemons) -> None:
-    a_cli = daemons.prepare("a")
-    b_cli = daemons.prepare("b")
+    a_cli = prepare(daemons, "a")
+    b_cli = prepare(daemons, "b")
     author = DataDir(a_cli.data_dir).load_identity()
     common = signed_contributions(author, 5000)
     only_a = signed_contributions(author, 10, tag="only a")
@@ -385,7 +353,7 @@ def test_two_daemons_with_5000_records_in_common_converge(daemons: Daemons) -> N
     fill(a_cli, common + only_a)
     fill(b_cli, common + only_b)
     a = daemons.start(a_cli)
-    b_cli = daemons.prepare("b", bootstrap=(address(a),))
+    b_cli = prepare(daemons, "b", bootstrap=(address(a),))
     b = daemons.start(b_cli)  # B dials A: B initiates, and both fetch what they lack
     eventually(lambda: record_count(a) == record_count(b) == 5020, 30, "the stores converge")
     for daemon, theirs in ((a, only_b), (b, only_a)):

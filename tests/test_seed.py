@@ -7,9 +7,7 @@ store, real ``config.toml`` files and a real HTTP request. Every wait is bounded
 
 from __future__ import annotations
 
-import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,7 +33,14 @@ from node.seed import SeedPolicy, load_policy, replace_table, write_policy
 from node.store import Store
 from protocol.cid import Cid
 from tests.conftest import Cli, write_random_file
-from tests.daemon_fixtures import SEED, DaemonProcess, wait_for, write_test_config
+from tests.daemon_fixtures import (  # noqa: F401
+    SEED,
+    DaemonProcess,
+    Daemons,
+    daemons_fixture,
+    wait_for,
+    write_test_config,
+)
 
 AUTHOR = "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
 REPLICATION_SECONDS = 90.0
@@ -209,41 +214,6 @@ def test_render_metrics_flattens_numbers_and_skips_the_rest() -> None:
 GIVE_UP_SOON = "fetch_give_up_seconds = 5\n"
 
 
-class Daemons:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.started: list[DaemonProcess] = []
-
-    def start(
-        self,
-        name: str,
-        *,
-        bootstrap: tuple[str, ...] = (),
-        extra: str = "",
-        args: tuple[str, ...] = (),
-    ) -> DaemonProcess:
-        cli = Cli(self.root / name)
-        cli.run("init")
-        write_test_config(cli.data_dir, f"bootstrap = {json.dumps(list(bootstrap))}\n" + extra)
-        process = DaemonProcess(cli)
-        self.started.append(process)
-        process.start(*args)
-        return process
-
-    def close(self) -> None:
-        for process in self.started:
-            process.kill()
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    started = Daemons(tmp_path)
-    try:
-        yield started
-    finally:
-        started.close()
-
-
 def call(daemon: DaemonProcess, method: str, params: dict[str, Any] | None = None) -> Any:
     client = connect_to_daemon(DataDir(daemon.cli.data_dir))
     assert client is not None
@@ -262,7 +232,7 @@ def holds(daemon: DaemonProcess, work: dict[str, Any]) -> bool:
 
 
 def start_seed(daemons: Daemons, mode: str) -> tuple[DaemonProcess, str]:
-    seed = daemons.start(
+    seed = daemons.launch(
         "seed",
         extra=f'\n[seed]\nmode = "{mode}"\nlisten = ["/ip4/127.0.0.1/tcp/0"]\n',
         args=("--seed",),
@@ -276,8 +246,8 @@ def test_a_seed_replicates_followed_works_with_their_ancestors_and_serves_them_a
 ) -> None:
     seed, seed_address = start_seed(daemons, "authors")
     assert call(seed, "node.status")["profile"] == "seed"
-    y = daemons.start("y", bootstrap=(seed_address,))
-    x = daemons.start("x", bootstrap=(seed_address,))
+    y = daemons.launch("y", bootstrap=(seed_address,))
+    x = daemons.launch("x", bootstrap=(seed_address,))
     files: dict[str, bytes] = {}
     for name, size in (("parent", 300_000), ("one", 1000), ("two", 600_000), ("remix", 5000)):
         files[name] = write_random_file(tmp_path / f"{name}.bin", size, seed=len(files) + 1)
@@ -308,7 +278,7 @@ def test_a_seed_replicates_followed_works_with_their_ancestors_and_serves_them_a
     # X and Y go offline; a fresh node that knows only the seed gets everything from it.
     assert x.stop() == 0
     assert y.stop() == 0
-    fresh = daemons.start("fresh", bootstrap=(seed_address,))
+    fresh = daemons.launch("fresh", bootstrap=(seed_address,))
     for name, work in everything.items():
         output = tmp_path / f"fetched-{name}.bin"
         fresh.cli.run("get", work["id"], "-o", output)
@@ -325,9 +295,9 @@ def test_a_blocked_authors_records_are_neither_stored_nor_served(
     daemons: Daemons, tmp_path: Path
 ) -> None:
     seed, seed_address = start_seed(daemons, "everything")
-    blocked = daemons.start("blocked", bootstrap=(seed_address,))
-    other = daemons.start("other", bootstrap=(seed_address,))
-    fresh = daemons.start("fresh", bootstrap=(seed_address,), extra=GIVE_UP_SOON)
+    blocked = daemons.launch("blocked", bootstrap=(seed_address,))
+    other = daemons.launch("other", bootstrap=(seed_address,))
+    fresh = daemons.launch("fresh", bootstrap=(seed_address,), extra=GIVE_UP_SOON)
     blocked_author = blocked.node_info()["author"]
     early = write_random_file(tmp_path / "early.bin", 2000, seed=7)
     early_work = cast(dict[str, Any], blocked.cli.json("add", tmp_path / "early.bin"))
