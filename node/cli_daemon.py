@@ -348,7 +348,7 @@ def stop(wait_seconds: float) -> None:
             ) from None
         how = "sigterm"
         terminate(pid)
-    if not wait_until_stopped(data_dir, wait_seconds):
+    if not wait_until_stopped(data_dir, wait_seconds, pid):
         raise click.ClickException(f"the daemon (pid {pid}) did not stop within {wait_seconds:g} s")
     report_stop(options.json, {"stopped": True, "running": False, "pid": pid, "via": how})
 

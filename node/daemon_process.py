@@ -140,14 +140,41 @@ def running_pid(data_dir: DataDir) -> int | None:
         os.close(fd)
 
 
-def wait_until_stopped(data_dir: DataDir, seconds: float) -> bool:
-    """Poll until no daemon holds the lock; False if one still does after ``seconds``."""
+def wait_until_stopped(data_dir: DataDir, seconds: float, pid: int = 0) -> bool:
+    """Poll until no daemon holds the lock and process ``pid`` (when given) has exited;
+    False if either still holds after ``seconds``.
+
+    The daemon releases its lock as its last act, but the interpreter then
+    takes a moment (measured: up to ~1 s) to tear down: a caller told "stopped"
+    must not find the process still there.
+    """
     deadline = time.monotonic() + seconds
-    while running_pid(data_dir) is not None:
+    while running_pid(data_dir) is not None or (pid and process_alive(pid)):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited process not yet reaped (a zombie) counts as gone.
+
+    A ``--detach``-ed daemon is reparented to PID 1, which in a container may
+    reap it late or never, so signal 0 alone would see it alive.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): signal 0 says whether it exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def terminate(pid: int) -> None:

@@ -23,6 +23,7 @@ import trio
 
 from node.config import Config, LimitsConfig, NetworkConfig, RpcConfig
 from node.daemon import Daemon, default_services
+from node.daemon_process import process_alive
 from node.datadir import DataDir
 from node.unix_socket import reachable
 from tests.conftest import Cli
@@ -180,16 +181,8 @@ def daemon_process(initialised_cli: Cli) -> Iterator[DaemonProcess]:
 
 
 def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs; an exited process nobody has reaped yet (a zombie) is dead.
-
-    A ``--detach``-ed daemon is reparented to PID 1 once its starter exits, and
-    PID 1 of a container may never reap it.
-    """
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
+    """True while ``pid`` runs (a zombie is dead: see ``process_alive``)."""
+    return process_alive(pid)
 
 
 def wait_for(condition: Any, seconds: float = STOP_SECONDS) -> bool:
