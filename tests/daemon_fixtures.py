@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -207,6 +208,26 @@ async def rpc_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
         await nursery.start(daemon.run)
         yield daemon
         daemon.request_shutdown()
+
+
+@asynccontextmanager
+async def running_daemons(root: Path, *names: str) -> AsyncIterator[list[Daemon]]:
+    """In-process daemons with every service (on loopback), one per name under ``root``,
+    in this test's trio run; shut down on leaving."""
+    async with trio.open_nursery() as nursery:
+        daemons: list[Daemon] = []
+        try:
+            for name in names:
+                data_dir = DataDir(root / name)
+                data_dir.init()
+                daemon = Daemon(data_dir, loopback_config(), services=default_services())
+                with trio.fail_after(START_SECONDS):
+                    await nursery.start(daemon.run)
+                daemons.append(daemon)
+            yield daemons
+        finally:
+            for daemon in daemons:
+                daemon.request_shutdown()
 
 
 class RawConnection:

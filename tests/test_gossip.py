@@ -50,7 +50,7 @@ from protocol.records import (
 )
 from protocol.sync_wire import PROTOCOL_ID as SYNC_PROTOCOL
 from tests.conftest import Cli
-from tests.daemon_fixtures import loopback_config
+from tests.daemon_fixtures import loopback_config, running_daemons
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -527,16 +527,7 @@ def test_follow_feed_and_profiles_offline(initialised_cli: Cli, tmp_path: Path) 
 @pytest.mark.slow
 async def test_daemons_announce_what_content_add_publishes(tmp_path: Path) -> None:
     """Two daemons with the default services: `content.add` on one reaches the other."""
-    async with trio.open_nursery() as nursery:
-        daemons = []
-        for name in ("a", "b"):
-            data_dir = DataDir(tmp_path / name)
-            data_dir.init()
-            daemon = Daemon(data_dir, loopback_config(), services=default_services())
-            with trio.fail_after(20):
-                await nursery.start(daemon.run)
-            daemons.append(daemon)
-        a, b = daemons
+    async with running_daemons(tmp_path, "a", "b") as (a, b):
         assert a.rpc is not None
         assert b.rpc is not None
         work = tmp_path / "poem.txt"
@@ -564,8 +555,6 @@ async def test_daemons_announce_what_content_add_publishes(tmp_path: Path) -> No
                     await trio.sleep(0.05)
             status = await client_b.call("node.status")
             assert status["services"]["gossip"]["stored_gossip"] == 1
-        for daemon in daemons:
-            daemon.request_shutdown()
 
 
 @pytest.mark.slow

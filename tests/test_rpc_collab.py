@@ -18,7 +18,7 @@ import trio
 
 import node.gossip_service
 from node.client import TrioRpcClient, open_trio_client
-from node.daemon import Daemon, default_services
+from node.daemon import Daemon
 from node.datadir import DataDir
 from node.gossip import ANNOUNCE_TOPIC, GossipConfig
 from node.gossip_service import GossipService
@@ -28,7 +28,7 @@ from node.rpc_methods_collab import OFFLINE
 from node.rpc_schema import INVALID_INPUT, NETWORK_ERROR, NOT_FOUND
 from node.store import Store
 from protocol.records import Profile, sign_record
-from tests.daemon_fixtures import loopback_config
+from tests.daemon_fixtures import loopback_config, running_daemons
 
 UNKNOWN = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 
@@ -74,87 +74,72 @@ async def test_collab_records_signed_through_the_daemon_are_gossiped_at_once(
         "GossipConfig",
         functools.partial(GossipConfig, own_records_poll=3600.0),
     )
-    async with trio.open_nursery() as nursery:
-        daemons = []
-        for name in ("ana", "ben"):
-            data_dir = DataDir(tmp_path / name)
-            data_dir.init()
-            daemon = Daemon(data_dir, loopback_config(), services=default_services())
-            with trio.fail_after(20):
-                await nursery.start(daemon.run)
-            daemons.append(daemon)
-        try:
-            ana, ben = daemons
-            assert ana.rpc is not None
-            assert ben.rpc is not None
-            (tmp_path / "song.mp3").write_bytes(b"ID3 a song")
-            async with (
-                open_trio_client(ana.rpc.unix_path) as client_ana,
-                open_trio_client(ben.rpc.unix_path) as client_ben,
-            ):
-                await client_ana.call("profiles.set", {"name": "Ana"})
-                address = (await client_ana.call("node.status"))["listen_addrs"][0]
-                with trio.fail_after(10):
-                    await client_ben.call("peers.connect", {"address": address})
-                await eventually(lambda: bool(gossip_of(ana).router.mesh.get(ANNOUNCE_TOPIC)))
-                await eventually(lambda: bool(gossip_of(ben).router.mesh.get(ANNOUNCE_TOPIC)))
-                await client_ana.call("events.subscribe", {"events": ["record.added"]})
+    async with running_daemons(tmp_path, "ana", "ben") as (ana, ben):
+        assert ana.rpc is not None
+        assert ben.rpc is not None
+        (tmp_path / "song.mp3").write_bytes(b"ID3 a song")
+        async with (
+            open_trio_client(ana.rpc.unix_path) as client_ana,
+            open_trio_client(ben.rpc.unix_path) as client_ben,
+        ):
+            await client_ana.call("profiles.set", {"name": "Ana"})
+            address = (await client_ana.call("node.status"))["listen_addrs"][0]
+            with trio.fail_after(10):
+                await client_ben.call("peers.connect", {"address": address})
+            await eventually(lambda: bool(gossip_of(ana).router.mesh.get(ANNOUNCE_TOPIC)))
+            await eventually(lambda: bool(gossip_of(ben).router.mesh.get(ANNOUNCE_TOPIC)))
+            await client_ana.call("events.subscribe", {"events": ["record.added"]})
 
-                collab = (await client_ana.call("collabs.open", {"title": "Winter sounds"}))[
-                    "collab"
-                ]
-                assert (collab["type"], collab["title"]) == ("collab", "Winter sounds")
-                with trio.fail_after(10):
-                    event = await client_ana.events.receive()
-                assert event["data"] == {"record": collab, "origin": "local"}
-                song = await client_ana.call(
-                    "content.add",
+            collab = (await client_ana.call("collabs.open", {"title": "Winter sounds"}))["collab"]
+            assert (collab["type"], collab["title"]) == ("collab", "Winter sounds")
+            with trio.fail_after(10):
+                event = await client_ana.events.receive()
+            assert event["data"] == {"record": collab, "origin": "local"}
+            song = await client_ana.call(
+                "content.add",
+                {
+                    "path": str(tmp_path / "song.mp3"),
+                    "title": "Snow song",
+                    "collab": collab["id"],
+                },
+            )
+            production = (
+                await client_ana.call(
+                    "productions.create",
                     {
-                        "path": str(tmp_path / "song.mp3"),
-                        "title": "Snow song",
+                        "title": "Winter, the album",
                         "collab": collab["id"],
+                        "credits": [
+                            {"contribution": song["id"], "role": "music", "share_bps": 10000}
+                        ],
                     },
                 )
-                production = (
-                    await client_ana.call(
-                        "productions.create",
-                        {
-                            "title": "Winter, the album",
-                            "collab": collab["id"],
-                            "credits": [
-                                {"contribution": song["id"], "role": "music", "share_bps": 10000}
-                            ],
-                        },
-                    )
-                )["production"]
-                ack = (
-                    await client_ana.call(
-                        "acks.publish", {"production": production["id"], "accept": True}
-                    )
-                )["ack"]
-                for record_id in (collab["id"], production["id"], ack["id"]):
-                    await wait_for_record(client_ben, record_id)
-                status = await client_ben.call("node.status")
-                # Each arrived by gossip: sync ran on connect, before any of them existed.
-                assert status["services"]["gossip"]["stored_gossip"] >= 4
-                assert status["services"]["gossip"]["sync"]["records_received"] <= 1  # the profile
+            )["production"]
+            ack = (
+                await client_ana.call(
+                    "acks.publish", {"production": production["id"], "accept": True}
+                )
+            )["ack"]
+            for record_id in (collab["id"], production["id"], ack["id"]):
+                await wait_for_record(client_ben, record_id)
+            status = await client_ben.call("node.status")
+            # Each arrived by gossip: sync ran on connect, before any of them existed.
+            assert status["services"]["gossip"]["stored_gossip"] >= 4
+            assert status["services"]["gossip"]["sync"]["records_received"] <= 1  # the profile
 
-                # Ben's daemon now answers about Ana's collab as Ana's does.
-                for client in (client_ana, client_ben):
-                    shown = await client.call("collabs.show", {"id": collab["id"]})
-                    assert shown["collab"]["author_name"] == "Ana"
-                    assert [c["id"] for c in shown["contributions"]] == [song["id"]]
-                    assert [p["id"] for p in shown["productions"]] == [production["id"]]
-                    credits = await client.call("credits.get", {"id": production["id"]})
-                    assert [(a["name"], a["bps"], a["ack"]) for a in credits["authors"]] == [
-                        ("Ana", 10000, "accepted")
-                    ]
-                    assert credits["fetched"] is None
-                listed = await client_ben.call("collabs.list", {})
-                assert [c["id"] for c in listed["collabs"]] == [collab["id"]]
-        finally:
-            for daemon in daemons:
-                daemon.request_shutdown()
+            # Ben's daemon now answers about Ana's collab as Ana's does.
+            for client in (client_ana, client_ben):
+                shown = await client.call("collabs.show", {"id": collab["id"]})
+                assert shown["collab"]["author_name"] == "Ana"
+                assert [c["id"] for c in shown["contributions"]] == [song["id"]]
+                assert [p["id"] for p in shown["productions"]] == [production["id"]]
+                credits = await client.call("credits.get", {"id": production["id"]})
+                assert [(a["name"], a["bps"], a["ack"]) for a in credits["authors"]] == [
+                    ("Ana", 10000, "accepted")
+                ]
+                assert credits["fetched"] is None
+            listed = await client_ben.call("collabs.list", {})
+            assert [c["id"] for c in listed["collabs"]] == [collab["id"]]
 
 
 async def test_read_methods_answer_what_the_store_answers_offline(tmp_path: Path) -> None:
