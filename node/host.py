@@ -21,9 +21,7 @@ py-libp2p 0.8.1 edges handled here are marked ``EDGE:`` (see DESIGN.md).
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import socket
 import threading
 import time
@@ -48,11 +46,11 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux import yamux as _yamux
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
+import node.transport_edges  # noqa: F401  (py-libp2p data-path workarounds, applied on import)
 from protocol.cid import SHA2_256, Cid
 
 if TYPE_CHECKING:
@@ -61,22 +59,6 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 logger = logging.getLogger(__name__)
-
-# EDGE: py-libp2p's Yamux answers every read with a WINDOW_UPDATE frame (one
-# more Noise message and send() per read) unless PY_YAMUX_RELEASE_ON_READ is
-# off, which batches updates to half the window as go-yamux does; measured
-# here, bulk transfers run ~1.5x faster with it off. The variable is read at
-# each use, so setting it before the first stream is enough; a value the
-# user set wins.
-os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
-
-# EDGE: the same Yamux looks its PY_YAMUX_* variables up in os.environ on
-# every read and window update (measured: ~5 % of a fetcher's CPU). Nothing
-# changes them while a node runs, so each is read once (after the default
-# above is in place; tests/test_exchange.py checks it).
-for _name in ("_py_yamux_env", "_py_yamux_env_set"):
-    if hasattr(_yamux, _name):  # a later py-libp2p may drop them; then there is nothing to do
-        setattr(_yamux, _name, functools.cache(getattr(_yamux, _name)))
 
 # Errors a peer, a socket or py-libp2p may raise when a connection or stream
 # fails; callers treat them as "this peer is gone", never as a bug of ours.

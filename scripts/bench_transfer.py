@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -255,12 +256,23 @@ def write_random(path: Path, size: int) -> None:
         out.write(os.urandom(size % (16 * MIB)))
 
 
-def fetch_once(work: Path, providers: list[str], root: str, run: str) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fetch_once(
+    work: Path, providers: list[str], root: str, run: str, servers: Sequence[Child] = ()
+) -> dict[str, Any]:
+    served_before = sum(cpu_seconds(server.process.pid) for server in servers)
     child = Child(
         "--child", "fetch", "--data-dir", str(work / f"fetch-{run}"), "--root", root,
         "--providers", *providers,
     )  # fmt: skip
     result = child.read("fetched")
+    served = sum(cpu_seconds(server.process.pid) for server in servers)
+    result["server_cpu"] = served - served_before
     child.finish()
     shutil.rmtree(work / f"fetch-{run}")
     return result
@@ -315,15 +327,15 @@ def main() -> None:
             client = Child("--child", "raw-fetch", "--providers", raw_addr, "--size", str(size))
             raw_results.append(client.read("fetched"))
             client.finish()
-            one_results.append(fetch_once(work, [one_addr], root, f"1-{n}"))
+            one_results.append(fetch_once(work, [one_addr], root, f"1-{n}", [one]))
         raw.stop()
 
         print("three providers and one, interleaved", file=log)
         others = [Child("--child", "serve", "--data-dir", str(work / p)) for p in ("p2", "p3")]
         addrs = [one_addr] + [child.read("listening")["addr"] for child in others]
         for n in range(repeat):
-            three_results.append(fetch_once(work, addrs, root, f"3-{n}"))
-            one_results.append(fetch_once(work, [one_addr], root, f"1b-{n}"))
+            three_results.append(fetch_once(work, addrs, root, f"3-{n}", [one, *others]))
+            one_results.append(fetch_once(work, [one_addr], root, f"1b-{n}", [one]))
         for child in [one, *others]:
             child.stop()
 
@@ -338,6 +350,7 @@ def main() -> None:
     print(f"3 providers MB/s: {rates(three_results)}", file=log)
     for name, results in (("1 provider", one_results), ("3 providers", three_results)):
         print(f"{name}: fetcher CPU s: {[round(r['cpu'], 2) for r in results]}", file=log)
+        print(f"{name}: servers' CPU s: {[round(r['server_cpu'], 2) for r in results]}", file=log)
     spread = [sorted(result["bytes_by_peer"].values()) for result in three_results]
     print(f"3-provider bytes per provider: {spread}", file=log)
     print(f"3-provider duplicate blocks: {[r['duplicates'] for r in three_results]}", file=log)

@@ -649,14 +649,3 @@ async def test_peers_discovered_on_another_thread_are_dialled(tmp_path: Path) ->
         info = PeerInfo(ID.from_base58(b.peer_id), [address])
         await trio.to_thread.run_sync(on_discovered, info)  # as zeroconf's thread would
         await eventually(lambda: a.network.host.is_connected(b.peer_id))
-
-
-def test_yamux_reads_its_tuning_variables_once() -> None:
-    # node.host caches py-libp2p's per-read os.environ lookups (EDGE there).
-    from libp2p.stream_muxer.yamux import yamux
-
-    lookup = getattr(yamux, "_py_yamux_env")  # noqa: B009 (private, replaced by node.host)
-    assert yamux._yamux_release_on_read() is False  # node.host's default is in force
-    hits = lookup.cache_info().hits
-    yamux._yamux_release_on_read()
-    assert lookup.cache_info().hits == hits + 1

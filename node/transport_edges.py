@@ -1,0 +1,82 @@
+"""Workarounds for py-libp2p 0.8.1's data path (Noise and Yamux), applied on import.
+
+``node.host`` imports this module before it makes a host, so every
+connection of the node gets them. Each one is an ``EDGE:`` (see DESIGN.md):
+it changes how fast py-libp2p moves bytes, never what it puts on the wire,
+and ``tests/test_transport_edges.py`` checks each against the library.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from libp2p.io.exceptions import IncompleteReadError
+from libp2p.security.noise.io import NoiseTransportReadWriter
+from libp2p.stream_muxer.yamux import yamux as _yamux
+
+# EDGE: py-libp2p's Yamux answers every read with a WINDOW_UPDATE frame (one
+# more Noise message and send() per read) unless PY_YAMUX_RELEASE_ON_READ is
+# off, which batches updates to half the window as go-yamux does; measured
+# here, bulk transfers run ~1.5x faster with it off. The variable is read at
+# each use, so setting it before the first stream is enough; a value the
+# user set wins.
+os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+
+# EDGE: the same Yamux looks its PY_YAMUX_* variables up in os.environ on
+# every read and window update (measured: ~5 % of a fetcher's CPU). Nothing
+# changes them while a node runs, so each is read once (after the default
+# above is in place).
+for _name in ("_py_yamux_env", "_py_yamux_env_set"):
+    if hasattr(_yamux, _name):  # a later py-libp2p may drop them; then there is nothing to do
+        setattr(_yamux, _name, functools.cache(getattr(_yamux, _name)))
+
+# EDGE: py-libp2p's Noise reads each transport message with two calls of
+# read_exactly (its 2-byte length, then its body), each of them one or more
+# socket reads behind a trio.Lock, and copies the body three times on the way:
+# two to three receive calls per 64 KiB message, the largest share of a
+# fetcher's Python time after decryption. Here a connection's Noise reader
+# receives up to RECEIVE_SIZE bytes at once into a buffer of its own and cuts
+# the messages out of it. The handshake keeps the library's exact reads, so
+# no byte that belongs to the transport phase can be read by a reader that
+# does not keep it; after the handshake this reader is the connection's only
+# one (Yamux's single receiving task reads through it).
+RECEIVE_SIZE = 256 * 1024
+_LENGTH_SIZE = 2  # Noise's big-endian message length prefix
+_library_read_msg = NoiseTransportReadWriter.read_msg
+
+
+async def _read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
+    if prefix_encoded:  # only handshake messages carry the prefix; keep the library's path
+        return await _library_read_msg(self, prefix_encoded)
+    buffer: bytearray | None = self.__dict__.get("_remixnet_received")
+    if buffer is None:
+        buffer = self._remixnet_received = bytearray()
+    connection = self.read_writer.read_write_closer
+    while True:
+        available = len(buffer)
+        if available >= _LENGTH_SIZE:
+            end = _LENGTH_SIZE + int.from_bytes(buffer[:_LENGTH_SIZE], "big")
+            if available >= end:
+                with memoryview(buffer) as view:
+                    message = bytes(view[_LENGTH_SIZE:end])
+                del buffer[:end]  # cheap: a bytearray drops its front by moving a pointer
+                return bytes(self.decrypt(message))
+            wanted = end - available
+        else:
+            wanted = _LENGTH_SIZE - available
+        data = await connection.read(max(RECEIVE_SIZE, wanted))
+        if not data:
+            # As read_exactly reports it: Yamux tells a clean close (nothing
+            # of a next message received) from a connection cut mid-message.
+            raise IncompleteReadError(
+                f"Connection closed during read operation: {available} bytes of a Noise "
+                "message received",
+                expected_bytes=available + wanted,
+                received_bytes=available,
+            )
+        buffer += data
+
+
+NoiseTransportReadWriter.read_msg = _read_msg  # type: ignore[method-assign]
