@@ -23,7 +23,13 @@ from node.database import now_ms
 from node.store import RecordFilter, Store
 from protocol.cid import Cid
 from protocol.identity import author_id
-from protocol.records import Contribution, Profile, RecordType, SignedRecord, decode_record
+from protocol.records import (
+    Contribution,
+    Profile,
+    RecordType,
+    SignedRecord,
+    load_stored_record,
+)
 
 REMIX = "remix"
 
@@ -179,13 +185,13 @@ def mark_read(store: Store, ids: list[int] | None) -> int:
 def feed(store: Store, me: bytes, *, limit: int) -> list[SignedRecord]:
     """Recent records by followed authors and remixes of ``me``'s records, newest first."""
     rows = store.database.query(
-        "SELECT encoded FROM records WHERE author IN (SELECT author FROM follows)"
+        "SELECT id, encoded FROM records WHERE author IN (SELECT author FROM follows)"
         " OR (author != ? AND id IN (SELECT lineage.child FROM lineage JOIN records AS mine"
         " ON mine.id = lineage.parent WHERE mine.author = ?))"
         " ORDER BY created_ms DESC, id LIMIT ?",
         (me, me, limit),
     )
-    return [decode_record(bytes(row[0])) for row in rows]
+    return [load_stored_record(bytes(row[1]), row[0]) for row in rows]
 
 
 def latest_profile(store: Store, author: bytes) -> SignedRecord | None:

@@ -10,7 +10,9 @@ appends to its own flocked pack.
 
 Invariants:
 * every record row holds signed bytes that ``decode_record`` accepts, and its
-  ``id`` is their CID: records are verified before they are stored;
+  ``id`` is their CID: records are verified before they are stored; read
+  back, they are checked against that id (``load_stored_record``), not
+  verified again (fsck does that);
 * a block index row points only at fsynced pack bytes (see ``node.blocks``);
 * block bytes are verified against their CID every time they are read.
 """
@@ -39,7 +41,7 @@ from protocol.records import (
     Profile,
     RecordType,
     SignedRecord,
-    decode_record,
+    load_stored_record,
 )
 
 if TYPE_CHECKING:
@@ -129,7 +131,7 @@ class Store:
         )
         if row is None:
             raise NotFound("record", record_id)
-        return decode_record(row[0])
+        return load_stored_record(row[0], record_id.to_bytes())
 
     def has_record(self, record_id: Cid) -> bool:
         return (
@@ -166,10 +168,11 @@ class Store:
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         params.append(criteria.limit)
         rows = self.database.query(
-            f"SELECT r.encoded FROM records r{where} ORDER BY r.created_ms DESC, r.id LIMIT ?",
+            f"SELECT r.id, r.encoded FROM records r{where}"
+            " ORDER BY r.created_ms DESC, r.id LIMIT ?",
             params,
         )
-        return [decode_record(row[0]) for row in rows]
+        return [load_stored_record(encoded, record_id) for record_id, encoded in rows]
 
     def records_with_content(self, content: Cid) -> list[Cid]:
         rows = self.database.query(

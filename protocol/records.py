@@ -531,6 +531,39 @@ def decode_record(data: bytes, *, max_size: int = MAX_RECORD_SIZE) -> SignedReco
     ``max_size``, not msgpack, not the canonical encoding of a valid record
     of a known type and version, or not signed by its author.
     """
+    record_type, record = _parse(data, max_size)
+    # One encoding per value: the input must be exactly what sign_record writes.
+    head, tail = _layout(
+        record_type, record.author, record.created_ms, _packb(_encode_map(record.body))
+    )
+    if data != b"\x86" + head + b"\xa1s\xc4\x40" + record.signature + tail:
+        raise InvalidRecord("non-canonical", "bytes differ from the canonical encoding")
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(record.author)
+        public_key.verify(record.signature, SIGNING_PREFIX + b"\x85" + head + tail)
+    except (InvalidSignature, ValueError):
+        raise InvalidRecord("bad-signature") from None
+    return record
+
+
+def load_stored_record(data: bytes, record_id: bytes) -> SignedRecord:
+    """A record read back from a store that ran ``decode_record`` on it before storing it.
+
+    ``record_id`` is the id it was stored under (``Cid.to_bytes``). The bytes
+    must still hash to it, which makes them exactly the bytes that were
+    verified; then they are parsed without checking their canonical form and
+    signature again, which is most of the cost of ``decode_record``. Raises
+    ``InvalidRecord``: ``wrong-id`` when the bytes changed on disk, or any
+    parse error. ``node.fsck`` still verifies every stored record in full.
+    """
+    _, record = _parse(data, MAX_RECORD_SIZE)
+    if record.id.to_bytes() != record_id:
+        raise InvalidRecord("wrong-id", f"stored bytes are not record {Cid.from_bytes(record_id)}")
+    return record
+
+
+def _parse(data: bytes, max_size: int) -> tuple[str, SignedRecord]:
+    """The record type and the record in ``data``, its fields checked, not its form or signature."""
     if len(data) > max_size:
         raise InvalidRecord("too-large", f"{len(data)} bytes > {max_size}")
     try:
@@ -564,17 +597,7 @@ def decode_record(data: bytes, *, max_size: int = MAX_RECORD_SIZE) -> SignedReco
         raise InvalidRecord("invalid-value", "'a' must be 32 bytes and 's' 64 bytes")
     _check_int(created_ms, "'ts'", 0, MAX_SAFE_INTEGER)
     body: Body = _decode_struct(body_class, top["b"], "b")
-
-    # One encoding per value: the input must be exactly what sign_record writes.
-    head, tail = _layout(record_type, author, created_ms, _packb(_encode_map(body)))
-    if data != b"\x86" + head + b"\xa1s\xc4\x40" + signature + tail:
-        raise InvalidRecord("non-canonical", "bytes differ from the canonical encoding")
-    try:
-        public_key = Ed25519PublicKey.from_public_bytes(author)
-        public_key.verify(signature, SIGNING_PREFIX + b"\x85" + head + tail)
-    except (InvalidSignature, ValueError):
-        raise InvalidRecord("bad-signature") from None
-    return SignedRecord(body, author, created_ms, signature, bytes(data))
+    return record_type, SignedRecord(body, author, created_ms, signature, bytes(data))
 
 
 def verify_record_bytes(

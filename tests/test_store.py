@@ -16,7 +16,14 @@ from node.transfer import add_file, iter_content
 from protocol.cid import Cid
 from protocol.content import Block
 from protocol.identity import private_key_from_seed
-from protocol.records import Contribution, Parent, RecordType, SignedRecord, sign_record
+from protocol.records import (
+    Contribution,
+    InvalidRecord,
+    Parent,
+    RecordType,
+    SignedRecord,
+    sign_record,
+)
 from tests.conftest import corrupt_block, indexed_blocks, write_random_file
 
 KEY = private_key_from_seed(bytes(range(32)))
@@ -80,6 +87,24 @@ def test_records_survive_reopening(store: Store) -> None:
     with Store(store.data_dir) as reopened:
         assert reopened.get_record(poem.id) == poem
         assert reopened.get_block(poem.id) == poem.encoded  # records are blocks too
+
+
+def test_record_bytes_changed_on_disk_are_refused_on_read(store: Store) -> None:
+    poem, other = contribution("poem"), contribution("other", at=2)
+    store.put_records([poem, other])
+    # Reads check the bytes against their id rather than verifying the signature again.
+    assert store.get_record(poem.id) == poem
+    assert store.list_records(RecordFilter()) == [other, poem]
+    # One byte of the title changed: still valid msgpack, no longer the record stored.
+    changed = poem.encoded.replace(b"poem", b"poex")
+    with store.database.transaction() as db:
+        db.execute("UPDATE records SET encoded = ? WHERE id = ?", (changed, poem.id.to_bytes()))
+    with pytest.raises(InvalidRecord) as caught:
+        store.get_record(poem.id)
+    assert caught.value.reason == "wrong-id"
+    with pytest.raises(InvalidRecord):
+        store.list_records(RecordFilter())
+    assert store.fsck().bad_records == [str(poem.id)]
 
 
 def test_blocks_are_verified_on_read(store: Store, tmp_path: Path) -> None:
