@@ -148,12 +148,17 @@ class LineageGraph:
             stack.extend(neighbours(current))
         return order[1:]
 
-    def to_json(self) -> dict[str, object]:
-        """What ``lineage --json`` prints."""
+    def to_json(self, names: Mapping[str, str]) -> dict[str, object]:
+        """What ``lineage --json`` prints: records carry ``author_name`` (None if unknown)."""
+
+        def view(cid: Cid) -> dict[str, object]:
+            record = self.records[cid]
+            return {**record, "author_name": names.get(str(record["author"]))}
+
         return {
             "root": str(self.root),
-            "ancestors": [self.records[cid] for cid in self.ancestors()],
-            "descendants": [self.records[cid] for cid in self.descendants()],
+            "ancestors": [view(cid) for cid in self.ancestors()],
+            "descendants": [view(cid) for cid in self.descendants()],
             "missing": sorted({str(cid) for cid in self.missing}),
         }
 

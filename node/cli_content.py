@@ -137,10 +137,11 @@ def show(record_id: str) -> None:
     with options.backend() as node:
         detail = node.record(parse_cid(record_id))
         author = str(detail.record["author"])
-        names = {} if options.json else node.author_names([author])
+        names = node.author_names([author])
     if options.json:
+        remixed_by = [str(child) for child in detail.remixed_by]
         render.print_json(
-            {**detail.record, "remixed_by": [str(child) for child in detail.remixed_by]}
+            {**detail.record, "author_name": names.get(author), "remixed_by": remixed_by}
         )
         return
     render.show_record_view(detail.record, len(detail.remixed_by), names.get(author))
@@ -238,9 +239,9 @@ def list_command(
             limit=limit,
         )
         records = node.records(query)
-        names = {} if options.json else node.author_names(str(r["author"]) for r in records)
+        names = node.author_names(str(r["author"]) for r in records)
     if options.json:
-        render.print_json(records)
+        render.print_json([{**r, "author_name": names.get(str(r["author"]))} for r in records])
     elif records:
         render.print_record_views(records, names)
     else:
@@ -302,9 +303,9 @@ def lineage(
     with options.backend() as node:
         graph = node.lineage(parse_cid(record_id), MAX_LINEAGE_DEPTH if as_json else depth)
         authors = (str(view["author"]) for view in graph.records.values())
-        names = {} if as_json else node.author_names(authors)
+        names = node.author_names(authors)
     if as_json:
-        render.print_json(graph.to_json())
+        render.print_json(graph.to_json(names))
     else:
         render.stdout.print(render.lineage_tree(graph, depth, names))
     if graph.truncated:

@@ -18,8 +18,9 @@ a file error gets back the path as the user typed it.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -98,14 +99,8 @@ class DaemonBackend:
         paths: Mapping[Path, Path] | None = None,
     ) -> Any:
         """The result of ``method``; ``paths`` maps absolute paths sent to those the user gave."""
-        try:
+        with _daemon_errors(method, paths):
             return self.client.call(method, params, on_progress=progress)
-        except RpcError as error:
-            raise DaemonError(error_line(method, error, paths or {})) from None
-        except DaemonGone as error:
-            raise DaemonError(f"{error} (during {method})") from None
-        except ConnectionError as error:  # the socket broke: the daemon died or was killed
-            raise DaemonError(f"lost the connection to the daemon: {error.strerror}") from None
 
     def author(self) -> str:
         return str(self._call(NODE_STATUS.name, None)["author"])
@@ -232,12 +227,15 @@ class DaemonBackend:
         )
 
     def author_names(self, authors: Iterable[str]) -> dict[str, str]:
-        names = {}
-        for author in sorted(set(authors)):
-            profile = self._call(PROFILES_GET.name, {"author": author})["profile"]
-            if profile is not None:
-                names[author] = str(profile["name"])
-        return names
+        wanted = sorted(set(authors))
+        params = ({"author": author} for author in wanted)
+        with _daemon_errors(PROFILES_GET.name):  # pipelined: not one round trip per author
+            results = list(self.client.pipeline(PROFILES_GET.name, params, window=NAMES_WINDOW))
+        return {
+            author: str(result["profile"]["name"])
+            for author, result in zip(wanted, results, strict=True)
+            if result["profile"] is not None
+        }
 
     # The collab methods (node.rpc_api_collab): their results are what the store gives offline.
 
@@ -348,6 +346,20 @@ def as_given(path: Path, paths: Mapping[Path, Path]) -> str:
 
 
 CAT_WINDOW = 4  # content.cat slices in flight (each ~1.4 MB of JSON on the wire)
+NAMES_WINDOW = 16  # profiles.get calls in flight
+
+
+@contextlib.contextmanager
+def _daemon_errors(method: str, paths: Mapping[Path, Path] | None = None) -> Iterator[None]:
+    """A failed call to the daemon as ``DaemonError``: one line for the user."""
+    try:
+        yield
+    except RpcError as error:
+        raise DaemonError(error_line(method, error, paths or {})) from None
+    except DaemonGone as error:
+        raise DaemonError(f"{error} (during {method})") from None
+    except ConnectionError as error:  # the socket broke: the daemon died or was killed
+        raise DaemonError(f"lost the connection to the daemon: {error.strerror}") from None
 
 
 def _write_slice(piece: Mapping[str, Any], offset: int, out: BinaryIO) -> int:

@@ -323,7 +323,7 @@ def test_lineage_lists_records_depth_first_as_the_store_holds_them(store: Store)
     work("beside", left)
 
     graph = StoreBackend(store.data_dir).lineage(bottom, 1000)
-    view = graph.to_json()
+    view = graph.to_json({})
     # The walk the offline CLI has always done: depth first over the store's edge order.
     assert [record["id"] for record in cast(list[dict[str, Any]], view["ancestors"])] == [
         str(cid) for cid in reference_walk(store, bottom, up=True)
@@ -341,7 +341,7 @@ def test_lineage_lists_records_depth_first_as_the_store_holds_them(store: Store)
         graph.missing,
         graph.truncated,
     )
-    assert rebuilt.to_json() == view
+    assert rebuilt.to_json({}) == view
 
 
 def reference_walk(store: Store, root: Cid, *, up: bool) -> list[Cid]:
@@ -464,7 +464,9 @@ def test_collab_commands_print_the_same_through_the_daemon(
         ("lineage", song["id"]),
         ("lineage", song["id"], "--format", "json"),
         ("ls",),
+        ("ls", "--json"),
         ("show", song["id"]),
+        ("show", song["id"], "--json"),
         # Errors a user can cause: the same line, the same exit code.
         ("collab", "show", UNKNOWN),
         ("collab", "show", poem["id"]),
@@ -493,6 +495,12 @@ def test_collab_commands_print_the_same_through_the_daemon(
     tree = expected[commands.index(("lineage", song["id"]))][1].decode()
     assert "by Ana Lía (12D3KooW" in tree
     assert "Ana Lía (12D3KooW" in expected[commands.index(("ls",))][1].decode()
+    listed = json.loads(expected[commands.index(("ls", "--json"))][1])
+    assert {record["author_name"] for record in listed} == {"Ana Lía"}
+    shown = json.loads(expected[commands.index(("show", song["id"], "--json"))][1])
+    assert shown["author_name"] == "Ana Lía"
+    lineage = json.loads(expected[commands.index(("lineage", song["id"], "--format", "json"))][1])
+    assert [record["author_name"] for record in lineage["ancestors"]] == ["Ana Lía"]
     daemon_process.start()
     for command, want, got in zip([*commands, *written], expected, run_all(online), strict=True):
         assert got == want, command
