@@ -12,8 +12,11 @@ import functools
 import os
 from typing import Any
 
-from libp2p.io.exceptions import IncompleteReadError
+from libp2p.io.abc import Reader
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.io.utils import DEFAULT_RETRY_READ_COUNT, read_exactly
 from libp2p.security.noise.io import NoiseTransportReadWriter
+from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux import yamux as _yamux
 
 # EDGE: py-libp2p's Yamux answers every read with a WINDOW_UPDATE frame (one
@@ -80,3 +83,88 @@ async def _read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
 
 
 NoiseTransportReadWriter.read_msg = _read_msg  # type: ignore[method-assign]
+
+# EDGE: above the Noise reader, py-libp2p's SecureSession keeps what a read
+# did not take in a BytesIO (a copy in, a copy out), and read_exactly, which
+# Yamux calls for each frame's header and body, copies what it reads twice
+# more (into a bytearray, then into bytes): five copies of every byte
+# received. Here the session keeps the rest of a message as it is and hands
+# out slices, and read_exactly returns a read that brought exactly what was
+# asked as it is; both behave as the library's otherwise (the same results,
+# errors and end of stream).
+_PENDING = "_remixnet_pending"
+_NOTHING: tuple[bytes, int] = (b"", 0)
+
+
+_library_session_read = SecureSession.read
+
+
+async def _session_read(self: SecureSession, n: int | None = None) -> bytes:
+    if n == 0:
+        return b""
+    state = self.__dict__  # the rest of the last message: (its bytes, where the rest starts)
+    pending: bytes
+    start: int
+    pending, start = state.get(_PENDING, _NOTHING)
+    available = len(pending) - start
+    if available:
+        if n is not None and n < available:
+            state[_PENDING] = (pending, start + n)
+            return pending[start : start + n]
+        state[_PENDING] = _NOTHING
+        rest = pending[start:] if start else pending
+        if n is None or n == available:
+            return rest
+        result = bytearray(rest)
+    else:
+        message: bytes = await self.conn.read_msg()
+        if message == b"":
+            raise ConnectionClosedError("Connection closed")
+        if n is None or n == len(message):
+            return message
+        if n < len(message):
+            state[_PENDING] = (message, n)
+            return message[:n]
+        result = bytearray(message)
+    while len(result) < n:
+        message = await self.conn.read_msg()
+        if message == b"":
+            return bytes(result)
+        needed = n - len(result)
+        if len(message) > needed:
+            state[_PENDING] = (message, needed)
+            with memoryview(message) as view:
+                result += view[:needed]
+        else:
+            result += message
+    return bytes(result)
+
+
+SecureSession.read = _session_read  # type: ignore[method-assign]
+
+
+async def _read_exactly(
+    reader: Reader, n: int, retry_count: int = DEFAULT_RETRY_READ_COUNT
+) -> bytes:
+    data = await reader.read(n)
+    if len(data) == n and type(data) is bytes:
+        return data
+    # Short (or not bytes): the library's loop, with what was read put back in front.
+    return await read_exactly(_Prepended(data, reader), n, retry_count)
+
+
+class _Prepended(Reader):
+    """A reader that first gives back bytes already read from ``reader``, then reads on."""
+
+    def __init__(self, data: bytes, reader: Reader) -> None:
+        self.data = data
+        self.reader = reader
+
+    async def read(self, n: int | None = None) -> bytes:
+        if self.data:
+            data, self.data = self.data, b""
+            return data
+        return bytes(await self.reader.read(n))
+
+
+_yamux.read_exactly = _read_exactly  # type: ignore[attr-defined]

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import cast
 
 import pytest
 import trio
-from libp2p.io.exceptions import IncompleteReadError
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.io.utils import read_exactly as library_read_exactly
 from libp2p.security.noise.io import NoiseTransportReadWriter
+from libp2p.security.secure_session import SecureSession
+from libp2p.stream_muxer.yamux import yamux
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from node import transport_edges
@@ -24,8 +28,6 @@ LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
 
 def test_yamux_reads_its_tuning_variables_once() -> None:
-    from libp2p.stream_muxer.yamux import yamux
-
     lookup = getattr(yamux, "_py_yamux_env")  # noqa: B009 (private, replaced by node.transport_edges)
     assert yamux._yamux_release_on_read() is False  # the edge's default is in force
     hits = lookup.cache_info().hits
@@ -33,8 +35,10 @@ def test_yamux_reads_its_tuning_variables_once() -> None:
     assert lookup.cache_info().hits == hits + 1
 
 
-def test_noise_reads_are_ours() -> None:
+def test_the_data_path_is_ours() -> None:
     assert NoiseTransportReadWriter.read_msg is transport_edges._read_msg
+    assert SecureSession.read is transport_edges._session_read
+    assert yamux.read_exactly is transport_edges._read_exactly  # type: ignore[attr-defined]
 
 
 def _noise_pair() -> tuple[NoiseConnection, NoiseConnection]:
@@ -165,3 +169,103 @@ async def test_streams_between_real_hosts_carry_every_byte() -> None:
                     senders.start_soon(send, index)
             nursery.cancel_scope.cancel()
     assert received == dict(enumerate(payloads))
+
+
+class _Messages:
+    """Noise's side of a SecureSession: decrypted messages, one per read_msg."""
+
+    def __init__(self, *messages: bytes) -> None:
+        self.messages = list(messages)
+
+    async def read_msg(self) -> bytes:
+        return self.messages.pop(0) if self.messages else b""
+
+
+def _session(*messages: bytes) -> SecureSession:
+    session = object.__new__(SecureSession)  # only its reading part is under test
+    session.conn = _Messages(*messages)  # type: ignore[assignment]
+    return session
+
+
+async def test_session_reads_give_what_the_library_gave() -> None:
+    frame = bytes(range(12)) + os.urandom(65_495)  # a Yamux header and body in one message
+    session = _session(frame, b"abc", b"defgh", b"ij")
+    assert await session.read(12) == frame[:12]
+    assert await session.read(65_495) == frame[12:]
+    assert await session.read(2) == b"ab"
+    assert await session.read(4) == b"cdef"  # the rest of one message and part of the next
+    assert await session.read() == b"gh"  # n=None: what is buffered, else one message
+    assert await session.read() == b"ij"
+    with pytest.raises(ConnectionClosedError):
+        await session.read(1)
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_session_reads_match_the_library_read_for_read(seed: int) -> None:
+    rng = random.Random(seed)
+    messages = [rng.randbytes(rng.choice((0, 1, 5, 12, 100, 65_507))) for _ in range(8)]
+    messages = [message for message in messages if message]  # b"" means the end of the stream
+    sizes = [rng.choice((None, 1, 2, 12, 50, 65_495, 65_507, 70_000)) for _ in range(14)]
+
+    async def outcomes(read: Callable[..., Awaitable[bytes]]) -> list[object]:
+        session = _session(*messages)
+        session._reset_internal_buffer()  # the library's buffer, as its constructor makes it
+        seen: list[object] = []
+        for size in sizes:
+            try:
+                seen.append(await read(session, size))
+            except ConnectionClosedError as error:
+                seen.append(str(error))
+        return seen
+
+    assert await outcomes(transport_edges._session_read) == await outcomes(
+        transport_edges._library_session_read
+    )
+
+
+async def test_session_read_at_the_end_of_the_stream_returns_what_there_was() -> None:
+    session = _session(b"abc")
+    assert await session.read(10) == b"abc"  # short, as the library returns it
+    with pytest.raises(ConnectionClosedError):
+        await session.read()
+
+
+async def test_read_exactly_returns_a_whole_read_as_it_is() -> None:
+    whole = os.urandom(1000)
+    assert await transport_edges._read_exactly(_session(whole), 1000) is whole  # no copy
+
+
+@pytest.mark.parametrize(
+    ("messages", "n", "short_reads"),
+    [
+        ((b"abcd",), 4, False),
+        ((b"ab", b"cd"), 4, True),  # short reads: the loop
+        ((b"ab", b"cdef"), 3, True),
+        ((b"xy",), 4, False),  # the stream ends first
+        ((b"xy",), 4, True),
+        ((), 4, False),
+    ],
+)
+async def test_read_exactly_ends_as_the_library_did(
+    messages: tuple[bytes, ...], n: int, short_reads: bool
+) -> None:
+    async def outcome(read_exactly: Callable[..., Awaitable[bytes]]) -> object:
+        session = _session(*messages)
+        if short_reads:
+            session.read = _one_message_per_read(session)  # type: ignore[method-assign, assignment]
+        try:
+            return await read_exactly(session, n)
+        except Exception as error:
+            return (type(error), str(error))
+
+    assert await outcome(transport_edges._read_exactly) == await outcome(library_read_exactly)
+
+
+def _one_message_per_read(session: SecureSession) -> Callable[[int | None], Awaitable[bytes]]:
+    """A reader that returns short reads, as a raw socket may."""
+    messages = cast(_Messages, session.conn)
+
+    async def read(n: int | None = None) -> bytes:
+        return await messages.read_msg()
+
+    return read
