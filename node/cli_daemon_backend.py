@@ -52,7 +52,6 @@ from node.rpc_api import (
     LINEAGE_DESCENDANTS,
     NODE_STATUS,
     PINS_LIST,
-    PROFILES_GET,
     RECORDS_GET,
     RECORDS_LIST,
     STORE_FSCK,
@@ -67,6 +66,7 @@ from node.rpc_api_collab import (
     PRODUCTIONS_CREATE,
     PRODUCTIONS_SHOW,
 )
+from node.rpc_api_social import PROFILES_GET
 from node.rpc_api_storage import MAX_PINS, PINS_ADD, PINS_RM, STORE_GC
 from node.rpc_params import MAX_CAT_BYTES, MAX_LINEAGE_RECORDS
 from node.rpc_schema import (

@@ -16,7 +16,7 @@ from node import render
 from node.cli import cli, json_option, no_daemon, settings
 from node.client import DaemonGone, connect_to_daemon
 from node.jsonrpc import RpcError
-from node.rpc_api import PEERS_CONNECT, PEERS_LIST
+from node.rpc_api_peers import PEERS_CONNECT, PEERS_LIST
 
 
 def call_daemon(method: str, params: dict[str, Any] | None = None) -> Any:

@@ -21,7 +21,7 @@ from node import render
 from node.cli import cli, json_option, no_daemon, settings
 from node.client import DaemonGone, connect_to_daemon
 from node.jsonrpc import RpcError
-from node.rpc_api import (
+from node.rpc_api_social import (
     NOTIFICATIONS_LIST,
     PROFILES_GET,
     PROFILES_SET,

@@ -56,9 +56,10 @@ from node.gossip_service import gossip_service
 from node.metrics import metrics_service
 from node.network_service import network_service
 from node.replication import replication_service
-from node.rpc_api import NODE_SHUTDOWN, NODE_STATUS, NoParams
+from node.rpc_api import NODE_SHUTDOWN, NODE_STATUS
 from node.rpc_methods import StoreMethods
 from node.rpc_methods_collab import CollabMethods
+from node.rpc_params import NoParams
 from node.rpc_server import Call, MethodRegistry, RpcServer, ServerLimits
 from node.seed import seed_service
 from node.social_methods import SocialMethods

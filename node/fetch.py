@@ -28,24 +28,22 @@ Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import trio
 
 from node.errors import MissingBlock
 from node.exchange import PeerBans
+from node.fetch_outcome import FetchError, FetchProgress, FetchResult, ProgressCallback
 from node.fetch_schedule import DEFAULT_LIMITS, FetchLimits, FetchSchedule, Item
 from node.host import NETWORK_ERRORS, DialError, Host, Stream
 from node.leases import QuotaExceeded
 from node.store import Store
 from protocol.cid import DAG_PB, RAW, Cid
-from protocol.content import MAX_DEPTH, Block, InvalidDag, child_links, decode_file_node
-from protocol.errors import INTEGRITY_CODE, NOT_FOUND_CODE
+from protocol.content import MAX_DEPTH, Block, InvalidDag, sized_child_links
 from protocol.wire import (
     MAX_RESPONSE_FRAME_SIZE,
     PROTOCOL_ID,
@@ -77,59 +75,6 @@ WALK_AHEAD = 128  # missing blocks found ahead of the requests (CIDs only: ~100 
 LIAR_BAN_SECONDS = 24 * 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class FetchProgress:
-    """A snapshot for a progress bar; ``total_bytes`` is the file size once the root is known."""
-
-    root: Cid
-    blocks_fetched: int
-    bytes_fetched: int
-    blocks_present: int
-    bytes_present: int
-    total_bytes: int | None
-    rate: float  # bytes per second fetched over the last seconds
-    peers: int  # providers being fetched from now
-    elapsed: float
-
-
-@dataclass(frozen=True, slots=True)
-class FetchResult:
-    root: Cid
-    blocks_fetched: int
-    bytes_fetched: int
-    blocks_present: int  # already stored: not requested
-    bytes_present: int  # file bytes in leaves already stored
-    duplicate_blocks: int  # received twice (end game); not stored twice
-    total_bytes: int | None
-    elapsed: float
-    bytes_by_peer: dict[str, int]
-    banned_peers: tuple[str, ...]  # providers that sent a block not matching its CID
-    pinned: bool = False
-
-    def to_json(self) -> dict[str, object]:
-        """The result as JSON values (for the control socket and ``--json``)."""
-        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        return {
-            **fields,
-            "root": str(self.root),
-            "elapsed": round(self.elapsed, 3),
-            "bytes_by_peer": dict(self.bytes_by_peer),
-            "banned_peers": list(self.banned_peers),
-        }
-
-
-class FetchError(Exception):
-    """A fetch that cannot complete; ``reason``: no-providers, unavailable, invalid-dag,
-    storage-full (the storage quota is reached even after garbage collection)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        self.rpc_code = INTEGRITY_CODE if reason == "invalid-dag" else NOT_FOUND_CODE
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-
-
-ProgressCallback = Callable[[FetchProgress], None]
 _Links = tuple[tuple[Cid, int | None], ...]  # child CIDs with the file bytes under each, if known
 
 
@@ -151,6 +96,8 @@ class Fetcher:
         self.store = store
         self.bans = bans
         self.limits = limits
+        # Seed policies (node.seed) set this: peers never asked (blocked by the operator).
+        self.refuses_peer: Callable[[str], bool] = _refuse_nothing
         self._active = 0
         self._stats = {"fetches": 0, "fetches_failed": 0, "blocks_fetched": 0, "bytes_fetched": 0}
         self._stats.update({"blocks_present": 0, "duplicate_blocks": 0, "liars_banned": 0})
@@ -423,6 +370,7 @@ class _Session:
             or peer_id == self.host.peer_id
             or len(self.scopes) >= self.limits.max_peers
             or self.fetcher.bans.is_banned(peer_id)
+            or self.fetcher.refuses_peer(peer_id)
             or self.not_before.get(peer_id, 0.0) > now
         ):
             return
@@ -592,19 +540,14 @@ class _Session:
             )
 
 
+def _refuse_nothing(peer_id: str) -> bool:
+    return False
+
+
 def _links_of(cid: Cid, data: bytes) -> _Links:
-    """The children of a verified block, with the file bytes under each when it is UnixFS."""
-    if cid.codec == RAW:
-        return ()
+    """The children of a verified block (with the file bytes under each, when known)."""
     try:
-        node = decode_file_node(data)
-        return tuple(
-            (link.cid, size) for link, size in zip(node.links, node.blocksizes, strict=True)
-        )
-    except InvalidDag:
-        pass  # not a UnixFS file node: a directory, say; its links are still its children
-    try:
-        return tuple((child, None) for child in child_links(Block(cid, data)))
+        return sized_child_links(Block(cid, data))
     except InvalidDag as error:
         raise FetchError("invalid-dag", f"{cid}: {error}") from error
 

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from node.exchange import BlockServer, PeerBans, ServeLimits
-from node.fetch import Fetcher, FetchResult, ProgressCallback
+from node.fetch import Fetcher
+from node.fetch_outcome import FetchResult, ProgressCallback
 from node.fetch_schedule import FetchLimits
 from node.host import Host, HostConfig, check_ports_free
 from node.store import Store

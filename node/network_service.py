@@ -31,14 +31,14 @@ import trio
 
 from node.config import ConfigError
 from node.errors import NotFound
-from node.fetch import FetchError, FetchProgress
+from node.fetch_outcome import FetchError, FetchProgress
 from node.fetch_schedule import MIB, FetchLimits
 from node.host import DialError, ListenError
 from node.jsonrpc import RpcError
 from node.network import Network, NetworkConfig
-from node.rpc_api import PEER_CONNECTED, PEER_DISCONNECTED, PEERS_CONNECT, PEERS_LIST, NoParams
+from node.rpc_api_peers import PEER_CONNECTED, PEER_DISCONNECTED, PEERS_CONNECT, PEERS_LIST
 from node.rpc_methods import ReportProgress
-from node.rpc_params import ConnectParams
+from node.rpc_params import ConnectParams, NoParams
 from node.rpc_schema import INVALID_INPUT, NETWORK_ERROR
 from node.rpc_server import Call
 from node.transfer import content_is_complete

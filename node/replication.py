@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from node.fetch import FetchProgress
+from node.fetch_outcome import FetchProgress
 from node.network_service import BlockedRecord, NetworkService
 from node.operations import now_ms
 from node.rpc_api import RECORD_ADDED

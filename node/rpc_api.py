@@ -7,6 +7,14 @@ Handlers live elsewhere (``node.rpc_methods``, ``node.rpc_server``, and the
 services that register their own methods with the daemon) and may only serve
 a method listed in ``METHODS``.
 
+This module owns the lists (``METHODS``, ``EVENTS``, ``ERRORS``) and defines
+the node, content, record, lineage, store, event-subscription and
+authentication methods and the record and progress events. Other groups are
+defined beside it and listed here: ``node.rpc_api_peers`` (``peers.*`` and
+the ``peer.*`` events), ``node.rpc_api_social`` (follows, the feed, profiles,
+notifications), ``node.rpc_api_collab``, ``node.rpc_api_seed`` and
+``node.rpc_api_storage``. Those modules never import this one.
+
 To add a method: a frozen params dataclass whose fields are ``param(...)``
 (in ``node.rpc_params``), a ``MethodSpec`` in ``METHODS`` with the result's fields and an example, a
 handler registered with ``MethodRegistry.register``, then regenerate the docs.
@@ -14,7 +22,6 @@ handler registered with ``MethodRegistry.register``, then regenerate the docs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from node.jsonrpc import (
@@ -25,30 +32,25 @@ from node.jsonrpc import (
     PARSE_ERROR,
 )
 from node.rpc_api_collab import COLLAB_METHODS
+from node.rpc_api_peers import PEER_CONNECTED, PEER_DISCONNECTED, PEERS_METHODS
 from node.rpc_api_seed import SEED_METHODS
+from node.rpc_api_social import SOCIAL_METHODS
 from node.rpc_api_storage import STORAGE_METHODS, STORE_BUSY_ERROR
 from node.rpc_params import (
     AddParams,
     AuthenticateParams,
     CatParams,
-    ConnectParams,
     ExportParams,
     FsckParams,
     GetParams,
     ImportParams,
     LineageParams,
     ListParams,
+    NoParams,
     PinsParams,
     RecordParams,
     SubscribeParams,
     UnsubscribeParams,
-)
-from node.rpc_params_social import (
-    AuthorParams,
-    CollabParams,
-    FeedParams,
-    NotificationsParams,
-    ProfileParams,
 )
 from node.rpc_schema import (
     DATA_DIR,
@@ -142,15 +144,6 @@ ERRORS: Final = (
     ),
     STORE_BUSY_ERROR,
 )
-
-
-# --- params ------------------------------------------------------------------
-# The params of most methods are in node.rpc_params.
-
-
-@dataclass(frozen=True, slots=True)
-class NoParams:
-    """A method without params."""
 
 
 # --- examples ------------------------------------------------------------------
@@ -507,189 +500,6 @@ RPC_AUTHENTICATE: Final = MethodSpec(
     notes="A wrong token closes the connection. On the Unix socket it is accepted and ignored.",
 )
 
-_PEER_ADDR = f"/ip4/203.0.113.7/tcp/4747/p2p/{_AUTHOR}"
-
-PEERS_LIST: Final = MethodSpec(
-    name="peers.list",
-    params=NoParams,
-    summary="The peers this node is connected to.",
-    result=(
-        ResultField(
-            "peers",
-            '[{"peer_id": PeerID, "addrs": [multiaddr], "streams": integer}]',
-            "One entry per connected peer: its id, the remote ends of its connections"
-            " and the streams open with it.",
-        ),
-    ),
-    example=Example(
-        {},
-        {"peers": [{"peer_id": _AUTHOR, "addrs": ["/ip4/203.0.113.7/tcp/4747"], "streams": 1}]},
-    ),
-    errors=(NETWORK_ERROR,),
-)
-
-PEERS_CONNECT: Final = MethodSpec(
-    name="peers.connect",
-    params=ConnectParams,
-    summary="Dial a peer and stay connected to it.",
-    result=(ResultField("peer_id", "PeerID", "The peer connected to."),),
-    example=Example({"address": _PEER_ADDR}, {"peer_id": _AUTHOR}),
-    errors=(INVALID_INPUT, NETWORK_ERROR),
-    notes="Returns at once when already connected.",
-)
-
-# --- social: follows, the feed, profiles, notifications (node.social_methods) ---------
-
-_PROFILE_DOC = "{author, name, bio, avatar (content CID or null), id (record), created_ms}"
-
-SOCIAL_FOLLOW: Final = MethodSpec(
-    name="social.follow",
-    params=AuthorParams,
-    summary="Follow an author: their records appear in `social.feed`.",
-    result=(
-        ResultField("author", "PeerID", "The author."),
-        ResultField("changed", "boolean", "False when already followed."),
-    ),
-    example=Example({"author": _AUTHOR}, {"author": _AUTHOR, "changed": True}),
-)
-
-SOCIAL_UNFOLLOW: Final = MethodSpec(
-    name="social.unfollow",
-    params=AuthorParams,
-    summary="Stop following an author.",
-    result=(
-        ResultField("author", "PeerID", "The author."),
-        ResultField("changed", "boolean", "False when not followed."),
-    ),
-    example=Example({"author": _AUTHOR}, {"author": _AUTHOR, "changed": True}),
-)
-
-SOCIAL_FOLLOW_COLLAB: Final = MethodSpec(
-    name="social.follow_collab",
-    params=CollabParams,
-    summary="Follow a collab: the node subscribes to its topic and stores what answers it.",
-    result=(
-        ResultField("collab", "CID", "The collab's record id."),
-        ResultField("changed", "boolean", "False when already followed."),
-    ),
-    example=Example({"collab": _POEM}, {"collab": _POEM, "changed": True}),
-    errors=(INVALID_INPUT,),
-    notes="The collab record need not be held here yet; if it is held, it must be a collab"
-    " (else `-32001`). A running daemon subscribes to the collab's gossip topic at once, and"
-    " at every start.",
-)
-
-SOCIAL_UNFOLLOW_COLLAB: Final = MethodSpec(
-    name="social.unfollow_collab",
-    params=CollabParams,
-    summary="Stop following a collab (and unsubscribe from its topic).",
-    result=(
-        ResultField("collab", "CID", "The collab's record id."),
-        ResultField("changed", "boolean", "False when not followed."),
-    ),
-    example=Example({"collab": _POEM}, {"collab": _POEM, "changed": True}),
-)
-
-SOCIAL_FOLLOWING: Final = MethodSpec(
-    name="social.following",
-    params=NoParams,
-    summary="The authors and collabs this node follows, in the order they were followed.",
-    result=(
-        ResultField(
-            "following", "[{author, name}]", "Each author and the name in their profile, or null."
-        ),
-        ResultField(
-            "collabs",
-            "[{collab, title}]",
-            "Each followed collab and its title, or null when its record is not held here.",
-        ),
-    ),
-    example=Example(
-        {},
-        {
-            "following": [{"author": _AUTHOR, "name": "Ada"}],
-            "collabs": [{"collab": _POEM, "title": "Winter sounds"}],
-        },
-    ),
-)
-
-SOCIAL_FEED: Final = MethodSpec(
-    name="social.feed",
-    params=FeedParams,
-    summary="Recent records by followed authors and remixes of this node's works.",
-    result=(
-        ResultField(
-            "records",
-            _RECORD_LIST,
-            "Record views (see Records) with `author_name` (from profiles, or null), newest first.",
-        ),
-    ),
-    example=Example({"limit": 10}, {"records": [{**_POEM_RECORD, "author_name": "Ada"}]}),
-)
-
-PROFILES_SET: Final = MethodSpec(
-    name="profiles.set",
-    params=ProfileParams,
-    summary="Sign and publish this node's profile (the newest one replaces the others).",
-    result=(ResultField("profile", "profile", _PROFILE_DOC),),
-    example=Example(
-        {"name": "Ada", "bio": "Poems."},
-        {
-            "profile": {
-                "author": _AUTHOR,
-                "name": "Ada",
-                "bio": "Poems.",
-                "avatar": None,
-                "id": _DRAWING,
-                "created_ms": 1_767_225_600_000,
-            }
-        },
-    ),
-    errors=(INVALID_INPUT,),
-    notes="Emits `record.added` (origin `local`); the avatar file is added and pinned.",
-)
-
-PROFILES_GET: Final = MethodSpec(
-    name="profiles.get",
-    params=AuthorParams,
-    summary="An author's newest profile held here.",
-    result=(ResultField("profile", "profile or null", _PROFILE_DOC + "; null when none is held."),),
-    example=Example({"author": _AUTHOR}, {"profile": None}),
-)
-
-NOTIFICATIONS_LIST: Final = MethodSpec(
-    name="notifications.list",
-    params=NotificationsParams,
-    summary="Notifications (remixes of this node's works), newest first.",
-    result=(ResultField("notifications", "[notification]", "As in the `notification` event."),),
-    example=Example(
-        {"unread": True},
-        {
-            "notifications": [
-                {
-                    "id": 1,
-                    "kind": "remix",
-                    "record": _DRAWING,
-                    "subject": _POEM,
-                    "created_ms": 1_767_225_600_000,
-                    "read": False,
-                }
-            ]
-        },
-    ),
-)
-
-SOCIAL_METHODS: Final = (
-    SOCIAL_FOLLOW,
-    SOCIAL_UNFOLLOW,
-    SOCIAL_FOLLOW_COLLAB,
-    SOCIAL_UNFOLLOW_COLLAB,
-    SOCIAL_FOLLOWING,
-    SOCIAL_FEED,
-    PROFILES_SET,
-    PROFILES_GET,
-    NOTIFICATIONS_LIST,
-)
 
 METHODS: Final[tuple[MethodSpec[Any], ...]] = (
     NODE_STATUS,
@@ -708,8 +518,7 @@ METHODS: Final[tuple[MethodSpec[Any], ...]] = (
     EVENTS_SUBSCRIBE,
     EVENTS_UNSUBSCRIBE,
     RPC_AUTHENTICATE,
-    PEERS_LIST,
-    PEERS_CONNECT,
+    *PEERS_METHODS,
     *SOCIAL_METHODS,
     *COLLAB_METHODS,
     *SEED_METHODS,
@@ -754,20 +563,6 @@ PROGRESS_EVENT: Final = EventSpec(
         "done": 1 << 20,
         "total": 52_428_800,
     },
-)
-
-PEER_CONNECTED: Final = EventSpec(
-    name="peer.connected",
-    summary="A peer connected (checked four times a second).",
-    data=(ResultField("peer_id", "PeerID", "The peer."),),
-    example={"peer_id": _AUTHOR},
-)
-
-PEER_DISCONNECTED: Final = EventSpec(
-    name="peer.disconnected",
-    summary="A peer's last connection closed (checked four times a second).",
-    data=(ResultField("peer_id", "PeerID", "The peer."),),
-    example={"peer_id": _AUTHOR},
 )
 
 NOTIFICATION_EVENT: Final = EventSpec(

@@ -50,6 +50,11 @@ _PROGRESS = param(Boolean(), "Send `progress` notifications.")
 
 
 @dataclass(frozen=True, slots=True)
+class NoParams:
+    """A method without params (shared by every such method)."""
+
+
+@dataclass(frozen=True, slots=True)
 class AddParams:
     path: Path = field(metadata=param(AbsolutePath(), "The file to import (read by the daemon)."))
     title: str | None = field(

@@ -1,7 +1,7 @@
 """Params of the social methods (``social.*``, ``profiles.*``, ``notifications.list``).
 
 Kept apart from ``node.rpc_params`` only to keep that module small; the
-methods themselves are defined with the others in ``node.rpc_api``.
+methods themselves are defined in ``node.rpc_api_social``.
 """
 
 from __future__ import annotations

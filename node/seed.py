@@ -310,7 +310,8 @@ def seed_service(node: Node) -> SeedPolicies:
     """The ``ServiceFactory`` of the policies (after the network and gossip services).
 
     Wires the policy hooks into the services built before it: the network
-    (peers, records fetched by id), its block server, and gossip (and so sync).
+    (peers, records fetched by id), its block server and fetcher, and gossip
+    (and so sync).
     """
     policies = SeedPolicies(node)
     for service in node.services:
@@ -318,6 +319,7 @@ def seed_service(node: Node) -> SeedPolicies:
             service.policies = policies
             service.network.server.refuses_block = policies.refuses_block
             service.network.server.refuses_peer = policies.refuses_peer
+            service.network.fetcher.refuses_peer = policies.refuses_peer
         gossip = getattr(service, "gossip", None)
         if isinstance(gossip, Gossip):
             gossip.refuse_record = policies.refuses_record

@@ -23,19 +23,19 @@ from node.datadir import Identity
 from node.events import EventBus
 from node.jsonrpc import RpcError
 from node.operations import now_ms
-from node.rpc_api import (
+from node.rpc_api import RECORD_ADDED
+from node.rpc_api_social import (
     NOTIFICATIONS_LIST,
     PROFILES_GET,
     PROFILES_SET,
-    RECORD_ADDED,
     SOCIAL_FEED,
     SOCIAL_FOLLOW,
     SOCIAL_FOLLOW_COLLAB,
     SOCIAL_FOLLOWING,
     SOCIAL_UNFOLLOW,
     SOCIAL_UNFOLLOW_COLLAB,
-    NoParams,
 )
+from node.rpc_params import NoParams
 from node.rpc_params_social import (
     AuthorParams,
     CollabParams,

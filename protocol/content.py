@@ -245,6 +245,22 @@ def child_links(block: Block) -> tuple[Cid, ...]:
     return tuple(link.cid for link in decode_pb_node(block.data).links)
 
 
+def sized_child_links(block: Block) -> tuple[tuple[Cid, int | None], ...]:
+    """``child_links`` with the file bytes under each link, where the block says.
+
+    A UnixFS file node gives each child's size; any other dag-pb node (a
+    directory, say) gives None for each. Does not hash the block. Raises
+    ``InvalidDag`` for a malformed or oversized dag-pb block.
+    """
+    if block.cid.codec == RAW:
+        return ()
+    try:
+        node = decode_file_node(block.data)
+    except InvalidDag:
+        return tuple((child, None) for child in child_links(block))
+    return tuple((link.cid, size) for link, size in zip(node.links, node.blocksizes, strict=True))
+
+
 def decode_file_node(data: bytes) -> FileNode:
     """Decode a dag-pb block that must be a UnixFS File (or Raw) node.
 

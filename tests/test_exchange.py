@@ -25,7 +25,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from node.datadir import DataDir
 from node.exchange import WRITE_SIZE, BlockServer, ServeLimits
-from node.fetch import FetchError, FetchProgress
+from node.fetch_outcome import FetchError, FetchProgress
 from node.fetch_schedule import MIB, FetchLimits
 from node.host import NETWORK_ERRORS, ListenError, Stream
 from node.network import Network, NetworkConfig
@@ -335,6 +335,27 @@ async def test_a_provider_of_corrupt_blocks_is_banned_and_never_asked_again(
         assert await content_of(b, second) == second_data
         assert liar.served["requests"] == asked
         assert liar.peer_id not in again.bytes_by_peer
+
+
+@pytest.mark.slow
+async def test_a_refused_peer_is_never_asked(tmp_path: Path) -> None:
+    async with nodes(tmp_path) as net:
+        blocked = await net.start("blocked")
+        fine = await net.start("fine")
+        b = await net.start("b", fetch=FetchLimits(give_up_after=1.0))
+        for provider in (blocked, fine):
+            root, data = await add_random(provider, tmp_path, 6 * CHUNK_SIZE, seed=8)
+        b.network.fetcher.refuses_peer = lambda peer_id: peer_id == blocked.peer_id
+        with trio.fail_after(30):
+            await b.network.connect(blocked.addr)
+            with pytest.raises(FetchError) as failed:  # the only provider known is refused
+                await b.network.fetch(root)
+            assert failed.value.reason == "no-providers"
+            await b.network.connect(fine.addr)
+            result = await b.network.fetch(root)
+        assert await content_of(b, root) == data
+        assert result.bytes_by_peer.keys() == {fine.peer_id}
+        assert blocked.served["requests"] == 0
 
 
 @pytest.mark.slow

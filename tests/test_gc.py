@@ -237,7 +237,7 @@ def test_gc_on_an_empty_store(tmp_path: Path) -> None:
 
 
 async def test_gc_during_a_fetch_never_deletes_what_the_fetch_needs(tmp_path: Path) -> None:
-    from node.fetch import FetchProgress
+    from node.fetch_outcome import FetchProgress
     from protocol.cid import RAW
     from protocol.content import Block
     from tests.test_exchange import SlowServer, add_random, blocks_under, content_of, nodes
@@ -287,7 +287,7 @@ async def test_gc_during_a_fetch_never_deletes_what_the_fetch_needs(tmp_path: Pa
 
 
 async def test_a_fetch_past_the_quota_fails_with_a_clear_error(tmp_path: Path) -> None:
-    from node.fetch import FetchError
+    from node.fetch_outcome import FetchError
     from tests.test_exchange import add_random, nodes
 
     async with nodes(tmp_path) as started:
