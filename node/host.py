@@ -2,9 +2,10 @@
 
 This module is the only one that talks to py-libp2p's host, swarm and DHT
 objects, except pubsub (``node.gossip``, through ``libp2p_host``, which also
-lets ``node.sync_service`` hear of new connections); the rest of the node
-sees peer ids as ``str`` (``12D3KooW…``), addresses as multiaddr ``str`` and
-streams as ``Stream``.
+lets ``node.sync_service`` hear of new connections) and ``node.discovery``
+(mDNS and connection callbacks, which the host owns and runs); the rest of
+the node sees peer ids as ``str`` (``12D3KooW…``), addresses as multiaddr
+``str`` and streams as ``Stream``.
 
 Invariants:
 * transports are TCP, security Noise only, muxer Yamux only (DESIGN.md), and
@@ -12,9 +13,7 @@ Invariants:
   ``protocol.identity.author_id`` of the node's public key;
 * ``run`` owns the py-libp2p host: it is started there and always closed
   there (closing is what releases its sockets), whatever ends ``run``;
-* ``find_providers`` returns each peer once and never this node;
-* mDNS callbacks, which zeroconf runs on its own thread, reach trio only
-  through ``trio.from_thread`` and a bounded memory channel.
+* ``find_providers`` returns each peer once and never this node.
 
 py-libp2p 0.8.1 edges handled here are marked ``EDGE:`` (see DESIGN.md).
 """
@@ -23,22 +22,18 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import INotifee
 from libp2p.crypto.ed25519 import Ed25519PrivateKey as Libp2pEd25519PrivateKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
@@ -51,6 +46,8 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 import node.transport_edges  # noqa: F401  (py-libp2p data-path workarounds, applied on import)
+from node.discovery import DISCOVERED_QUEUE, ConnectionNotifee, MdnsDiscovery
+from node.discovery import QuietNotifee as QuietNotifee  # importers find it here
 from protocol.cid import SHA2_256, Cid
 
 if TYPE_CHECKING:
@@ -70,7 +67,6 @@ NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     trio.ClosedResourceError,
 )
 PEERSTORE_TTL = 3600  # seconds py-libp2p keeps an address we were told about
-DISCOVERED_QUEUE = 64  # mDNS discoveries waiting to be dialled; more are dropped
 
 
 class Stream(Protocol):
@@ -204,18 +200,14 @@ class Host:
         self._running = False
         self._closed = False
         self._connected_send, self._connected_recv = trio.open_memory_channel[ID](DISCOVERED_QUEUE)
-        self._discovered_send, self._discovered_recv = trio.open_memory_channel[PeerInfo](
-            DISCOVERED_QUEUE
-        )
-        self._libp2p.get_network().register_notifee(_ConnectionNotifee(self._connected_send))
+        self._mdns = MdnsDiscovery(self._peer_id, enabled=config.enable_mdns)
+        self._libp2p.get_network().register_notifee(ConnectionNotifee(self._connected_send))
         self._stats = {
             "dials": 0,
             "dial_failures": 0,
             "provides": 0,
             "provide_failures": 0,
             "provider_lookups": 0,
-            "mdns_discovered": 0,
-            "mdns_dropped": 0,
         }
 
     # -- identity and state ---------------------------------------------------
@@ -277,27 +269,23 @@ class Host:
     async def _run_libp2p(
         self, lifetime: trio.CancelScope, *, task_status: TaskStatus[None]
     ) -> None:
-        on_discovered = self.discovery_callback()
-        if self.config.enable_mdns:
-            peerDiscovery.register_peer_discovered_handler(on_discovered)
-        try:
-            with lifetime:
-                async with (
-                    self._libp2p.run(self._listen),
-                    background_trio_service(self._dht),
-                    trio.open_nursery() as nursery,
-                ):
-                    nursery.start_soon(self._add_connected_to_routing_table)
-                    nursery.start_soon(self._dial_discovered)
-                    if self.config.bootstrap:
-                        nursery.start_soon(self._keep_bootstrap_connected)
-                    self._running = True
-                    task_status.started()
-                    await trio.sleep_forever()
-        finally:
-            self._running = False
-            if self.config.enable_mdns:
-                peerDiscovery.unregister_peer_discovered_handler(on_discovered)
+        with self._mdns.registered():
+            try:
+                with lifetime:
+                    async with (
+                        self._libp2p.run(self._listen),
+                        background_trio_service(self._dht),
+                        trio.open_nursery() as nursery,
+                    ):
+                        nursery.start_soon(self._add_connected_to_routing_table)
+                        nursery.start_soon(self._mdns.dial_discovered, self._dial_discovered)
+                        if self.config.bootstrap:
+                            nursery.start_soon(self._keep_bootstrap_connected)
+                        self._running = True
+                        task_status.started()
+                        await trio.sleep_forever()
+            finally:
+                self._running = False
 
     async def _close(self) -> None:
         if self._closed:
@@ -542,43 +530,19 @@ class Host:
     def discovery_callback(self) -> Callable[[PeerInfo], None]:
         """A function any thread may call with a discovered peer; the host then dials it.
 
-        Call this on the trio thread. zeroconf calls the result on its own
-        thread (mDNS); it crosses into trio with ``trio.from_thread`` and a
-        bounded channel, dropping discoveries when the host falls behind.
+        Call this on the trio thread (see ``MdnsDiscovery.callback``).
         """
-        token = trio.lowlevel.current_trio_token()
-        trio_thread = threading.get_ident()
+        return self._mdns.callback()
 
-        def deliver(info: PeerInfo) -> None:
-            try:
-                self._discovered_send.send_nowait(info)
-                self._stats["mdns_discovered"] += 1
-            except trio.WouldBlock:
-                self._stats["mdns_dropped"] += 1  # we are behind: a later announcement retries
-            except trio.ClosedResourceError:
-                pass
-
-        def on_discovered(info: PeerInfo) -> None:
-            if info.peer_id == self._peer_id:
-                return
-            if threading.get_ident() == trio_thread:
-                deliver(info)
-                return
-            with suppress(trio.RunFinishedError):  # the node has stopped
-                trio.from_thread.run_sync(deliver, info, trio_token=token)
-
-        return on_discovered
-
-    async def _dial_discovered(self) -> None:
-        async for info in self._discovered_recv:
-            peer_id = str(info.peer_id.to_base58())
-            if info.peer_id == self._peer_id or self.is_connected(peer_id):
-                continue
-            try:
-                with trio.move_on_after(10):
-                    await self._dial(info.peer_id, list(info.addrs))
-            except DialError as error:
-                logger.info("discovered peer %s: %s", peer_id, error)
+    async def _dial_discovered(self, info: PeerInfo) -> None:
+        peer_id = str(info.peer_id.to_base58())
+        if info.peer_id == self._peer_id or self.is_connected(peer_id):
+            return
+        try:
+            with trio.move_on_after(10):
+                await self._dial(info.peer_id, list(info.addrs))
+        except DialError as error:
+            logger.info("discovered peer %s: %s", peer_id, error)
 
     # -- statistics -----------------------------------------------------------
 
@@ -589,6 +553,7 @@ class Host:
             "connected_peers": len(self._libp2p.get_connected_peers()),
             "routing_table_size": self.routing_table_size(),
             **self._stats,
+            **self._mdns.statistics(),
         }
 
     def _require_running(self) -> None:
@@ -598,37 +563,3 @@ class Host:
 
 async def _no_auto_connect() -> None:
     return None
-
-
-class QuietNotifee(INotifee):
-    """An ``INotifee`` that ignores every network event; subclasses override what they need."""
-
-    async def connected(self, network: Any, conn: Any) -> None:
-        pass
-
-    async def disconnected(self, network: Any, conn: Any) -> None:
-        pass
-
-    async def opened_stream(self, network: Any, stream: Any) -> None:
-        pass
-
-    async def closed_stream(self, network: Any, stream: Any) -> None:
-        pass
-
-    async def listen(self, network: Any, address: Any) -> None:
-        pass
-
-    async def listen_close(self, network: Any, address: Any) -> None:
-        pass
-
-
-class _ConnectionNotifee(QuietNotifee):
-    """Tells the host about new connections (py-libp2p ``INotifee``), without blocking."""
-
-    def __init__(self, connected: trio.MemorySendChannel[ID]) -> None:
-        self._connected = connected
-
-    async def connected(self, network: Any, conn: Any) -> None:
-        # When full, the routing table misses a peer it will learn from its queries.
-        with suppress(trio.WouldBlock, trio.ClosedResourceError):
-            self._connected.send_nowait(conn.muxed_conn.peer_id)

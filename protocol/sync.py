@@ -43,10 +43,9 @@ from itertools import accumulate, islice
 from typing import Final
 
 from protocol.errors import LocalProtocolError
-from protocol.sync_wire import (
+from protocol.sync_messages import (
     ID_SIZE,
     INFINITY,
-    MAX_BOUND_SIZE,
     MINIMUM,
     Bound,
     Diff,
@@ -55,15 +54,18 @@ from protocol.sync_wire import (
     ItemKey,
     Kind,
     Message,
-    MessageBuilder,
     Range,
     SyncError,
     SyncItem,
+    separator_bound,
+)
+from protocol.sync_wire import (
+    MAX_BOUND_SIZE,
+    MessageBuilder,
     SyncLimits,
     decode_message,
     fingerprint_of,
     lift,
-    separator_bound,
     varint_size,
 )
 

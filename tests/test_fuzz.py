@@ -50,7 +50,8 @@ from protocol.dagpb import (
 )
 from protocol.errors import RemoteProtocolError
 from protocol.records import InvalidRecord, decode_record, verify_record_bytes
-from protocol.sync_wire import SyncError, SyncLimits, decode_message, encode_message
+from protocol.sync_messages import SyncError
+from protocol.sync_wire import SyncLimits, decode_message, encode_message
 from protocol.wire import (
     MAX_REQUEST_FRAME_SIZE,
     MAX_RESPONSE_FRAME_SIZE,

@@ -28,7 +28,7 @@ from protocol.sync import (
     SyncSession,
     SyncState,
 )
-from protocol.sync_wire import (
+from protocol.sync_messages import (
     FINGERPRINT_SIZE,
     INFINITY,
     MAX_TIMESTAMP,
@@ -39,12 +39,9 @@ from protocol.sync_wire import (
     Kind,
     Message,
     Skip,
-    decode_message,
-    encode_message,
-    fingerprint_of,
-    lift,
     separator_bound,
 )
+from protocol.sync_wire import decode_message, encode_message, fingerprint_of, lift
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 T0 = 1_700_000_000_000
