@@ -314,11 +314,11 @@ def main() -> None:
         copy_provider(work / "p1", work / "p3")
         write_random(work / "large.bin", arguments.large_mib * MIB)
         large_root = prepare_provider(work / "big", work / "large.bin")
-        (work / "small.bin").unlink()
-        (work / "large.bin").unlink()
         # Write the prepared stores out now: the kernel would otherwise flush
-        # those 1.3 GiB during the first runs, slowing every fsync of the
-        # fetches (and not the raw stream, which writes nothing).
+        # those 2.6 GiB during the first runs, slowing every fsync of the
+        # fetches (and not the raw stream, which writes nothing). The source
+        # files are kept until the end for the same reason: deleting 1.3 GiB
+        # (on a filesystem mounted with discard) slowed the next runs.
         os.sync()
 
         print("raw Noise+Yamux stream (baseline) and one provider, interleaved", file=log)
@@ -328,6 +328,12 @@ def main() -> None:
         one_addr = one.read("listening")["addr"]
         start_seconds = time.perf_counter() - one.spawned
         raw_results, one_results, three_results, one_beside_three = [], [], [], []
+        # One of each first, not counted: right after preparing the stores the
+        # first fetches ran up to 1.8x slower (the machine still settling).
+        client = Child("--child", "raw-fetch", "--providers", raw_addr, "--size", str(size))
+        client.read("fetched")
+        client.finish()
+        fetch_once(work, [one_addr], root, "warm-up", [one])
         for n in range(repeat):
             client = Child("--child", "raw-fetch", "--providers", raw_addr, "--size", str(size))
             raw_results.append(client.read("fetched"))
