@@ -36,6 +36,14 @@ from node.rpc_api_peers import PEER_CONNECTED, PEER_DISCONNECTED, PEERS_METHODS
 from node.rpc_api_seed import SEED_METHODS
 from node.rpc_api_social import SOCIAL_METHODS
 from node.rpc_api_storage import STORAGE_METHODS, STORE_BUSY_ERROR
+from node.rpc_examples import (
+    EXAMPLE_AUTHOR,
+    EXAMPLE_DRAWING,
+    EXAMPLE_DRAWING_RECORD,
+    EXAMPLE_POEM,
+    EXAMPLE_POEM_CONTENT,
+    EXAMPLE_POEM_RECORD,
+)
 from node.rpc_params import (
     AddParams,
     AuthenticateParams,
@@ -148,40 +156,6 @@ ERRORS: Final = (
 
 # --- examples ------------------------------------------------------------------
 
-_AUTHOR = "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
-_POEM = "bafkreiaqp66gkrph22bifwjr7h23m5ewybpmrrgaotwdmxdjsbc7eodhvq"
-_POEM_CONTENT = "bafkreick266ofwkdsb7ya32466vyucf37fuurtn6r5ctlj6yvdk6vp2jda"
-_DRAWING = "bafkreie52wwrqxd7z2ivb7xktetq2ze7ch5zidcmtfkqnhybgyogaumof4"
-_POEM_RECORD: Final[dict[str, object]] = {
-    "id": _POEM,
-    "type": "contribution",
-    "author": _AUTHOR,
-    "created_ms": 1795777393400,
-    "title": "Winter poem",
-    "content": _POEM_CONTENT,
-    "size": 13,
-    "media_type": "text/plain",
-    "license": "CC-BY-SA-4.0",
-    "description": "",
-    "tags": ["poetry"],
-    "parents": [],
-    "upstream_bps": None,
-    "collab": None,
-    "effective_upstream_bps": 0,
-}
-_DRAWING_RECORD: Final[dict[str, object]] = {
-    **_POEM_RECORD,
-    "id": _DRAWING,
-    "created_ms": 1795777393402,
-    "title": "Snow drawing",
-    "content": "bafkreiahl6hd6ix4wwjpdqt3bbrxltxkvtdwppkdurmdz76tq2c5hiozxm",
-    "size": 9,
-    "media_type": "image/png",
-    "tags": [],
-    "parents": [{"id": _POEM, "weight": None}],
-    "effective_upstream_bps": 5000,
-}
-
 _RECORD_LIST = "[record]"
 _RECORDS_DOC = "Record views (see Records), newest first."
 
@@ -215,8 +189,8 @@ NODE_STATUS: Final = MethodSpec(
         {},
         {
             "version": "0.1.0",
-            "author": _AUTHOR,
-            "peer_id": _AUTHOR,
+            "author": EXAMPLE_AUTHOR,
+            "peer_id": EXAMPLE_AUTHOR,
             "pid": 4242,
             "data_dir": "/home/ada/.local/share/remixnet",
             "rpc_socket": "/home/ada/.local/share/remixnet/rpc.sock",
@@ -252,7 +226,7 @@ CONTENT_ADD: Final = MethodSpec(
     ),
     example=Example(
         {"path": "/home/ada/poem.txt", "title": "Winter poem", "tags": ["poetry"]},
-        {"id": _POEM, "content": _POEM_CONTENT, "size": 13},
+        {"id": EXAMPLE_POEM, "content": EXAMPLE_POEM_CONTENT, "size": 13},
     ),
     errors=(NOT_FOUND, FILE_ERROR, INVALID_INPUT),
     long_running=True,
@@ -276,8 +250,13 @@ CONTENT_GET: Final = MethodSpec(
         ),
     ),
     example=Example(
-        {"cid": _POEM, "path": "/home/ada/copy.txt"},
-        {"content": _POEM_CONTENT, "path": "/home/ada/copy.txt", "size": 13, "fetched": None},
+        {"cid": EXAMPLE_POEM, "path": "/home/ada/copy.txt"},
+        {
+            "content": EXAMPLE_POEM_CONTENT,
+            "path": "/home/ada/copy.txt",
+            "size": 13,
+            "fetched": None,
+        },
     ),
     errors=(NOT_FOUND, INTEGRITY, FILE_ERROR, INVALID_INPUT, NETWORK_ERROR),
     long_running=True,
@@ -300,8 +279,14 @@ CONTENT_CAT: Final = MethodSpec(
         ResultField("eof", "boolean", "True when nothing follows."),
     ),
     example=Example(
-        {"cid": _POEM, "max_bytes": 4},
-        {"content": _POEM_CONTENT, "offset": 0, "data": "c25vdw==", "bytes": 4, "eof": False},
+        {"cid": EXAMPLE_POEM, "max_bytes": 4},
+        {
+            "content": EXAMPLE_POEM_CONTENT,
+            "offset": 0,
+            "data": "c25vdw==",
+            "bytes": 4,
+            "eof": False,
+        },
     ),
     errors=(NOT_FOUND, INTEGRITY, INVALID_INPUT, NETWORK_ERROR),
     notes=(
@@ -323,8 +308,8 @@ CAR_EXPORT: Final = MethodSpec(
         ResultField("blocks", "integer", "Blocks written (records and content)."),
     ),
     example=Example(
-        {"id": _POEM, "path": "/home/ada/poem.car"},
-        {"root": _POEM, "path": "/home/ada/poem.car", "blocks": 2},
+        {"id": EXAMPLE_POEM, "path": "/home/ada/poem.car"},
+        {"root": EXAMPLE_POEM, "path": "/home/ada/poem.car", "blocks": 2},
     ),
     errors=(NOT_FOUND, INTEGRITY, FILE_ERROR),
     long_running=True,
@@ -348,7 +333,7 @@ CAR_IMPORT: Final = MethodSpec(
     ),
     example=Example(
         {"path": "/home/ada/poem.car"},
-        {"roots": [_POEM], "records": 1, "blocks": 2, "incomplete": []},
+        {"roots": [EXAMPLE_POEM], "records": 1, "blocks": 2, "incomplete": []},
     ),
     errors=(FILE_ERROR, INVALID_INPUT, INTEGRITY),
     long_running=True,
@@ -367,7 +352,9 @@ RECORDS_GET: Final = MethodSpec(
         ResultField("record", "record", "The record view (see Records)."),
         ResultField("remixed_by", "[CID]", "Ids of the records naming it as a parent."),
     ),
-    example=Example({"id": _POEM}, {"record": _POEM_RECORD, "remixed_by": [_DRAWING]}),
+    example=Example(
+        {"id": EXAMPLE_POEM}, {"record": EXAMPLE_POEM_RECORD, "remixed_by": [EXAMPLE_DRAWING]}
+    ),
     errors=(NOT_FOUND, NETWORK_ERROR),
     notes="A record not held here is fetched from peers, verified and stored when the network"
     " runs.",
@@ -378,7 +365,7 @@ RECORDS_LIST: Final = MethodSpec(
     params=ListParams,
     summary="Records in the store matching every filter given, newest first.",
     result=(ResultField("records", _RECORD_LIST, _RECORDS_DOC),),
-    example=Example({"tag": "poetry", "limit": 10}, {"records": [_POEM_RECORD]}),
+    example=Example({"tag": "poetry", "limit": 10}, {"records": [EXAMPLE_POEM_RECORD]}),
 )
 
 LINEAGE_ANCESTORS: Final = MethodSpec(
@@ -392,8 +379,13 @@ LINEAGE_ANCESTORS: Final = MethodSpec(
         ResultField("truncated", "boolean", "True when `limit` cut the walk short."),
     ),
     example=Example(
-        {"id": _DRAWING},
-        {"root": _DRAWING, "records": [_POEM_RECORD], "missing": [], "truncated": False},
+        {"id": EXAMPLE_DRAWING},
+        {
+            "root": EXAMPLE_DRAWING,
+            "records": [EXAMPLE_POEM_RECORD],
+            "missing": [],
+            "truncated": False,
+        },
     ),
     errors=(NOT_FOUND,),
 )
@@ -408,8 +400,8 @@ LINEAGE_DESCENDANTS: Final = MethodSpec(
         ResultField("truncated", "boolean", "True when `limit` cut the walk short."),
     ),
     example=Example(
-        {"id": _POEM, "depth": 1},
-        {"root": _POEM, "records": [_DRAWING_RECORD], "truncated": False},
+        {"id": EXAMPLE_POEM, "depth": 1},
+        {"root": EXAMPLE_POEM, "records": [EXAMPLE_DRAWING_RECORD], "truncated": False},
     ),
     errors=(NOT_FOUND,),
 )
@@ -423,7 +415,8 @@ PINS_LIST: Final = MethodSpec(
         ResultField("truncated", "boolean", "True when there are more than `limit`."),
     ),
     example=Example(
-        {}, {"pins": [{"cid": _POEM_CONTENT, "reason": "own contribution"}], "truncated": False}
+        {},
+        {"pins": [{"cid": EXAMPLE_POEM_CONTENT, "reason": "own contribution"}], "truncated": False},
     ),
 )
 
@@ -541,7 +534,7 @@ RECORD_ADDED: Final = EventSpec(
             ' by a peer) or "sync" (from catch-up sync with a peer).',
         ),
     ),
-    example={"record": _POEM_RECORD, "origin": "local"},
+    example={"record": EXAMPLE_POEM_RECORD, "origin": "local"},
 )
 
 PROGRESS_EVENT: Final = EventSpec(
@@ -579,8 +572,8 @@ NOTIFICATION_EVENT: Final = EventSpec(
     example={
         "id": 1,
         "kind": "remix",
-        "record": _DRAWING,
-        "subject": _POEM,
+        "record": EXAMPLE_DRAWING,
+        "subject": EXAMPLE_POEM,
         "created_ms": 1_767_225_600_000,
         "read": False,
     },

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from node.rpc_examples import EXAMPLE_AUTHOR
 from node.rpc_params import ConnectParams, NoParams
 from node.rpc_schema import (
     INVALID_INPUT,
@@ -21,8 +22,7 @@ from node.rpc_schema import (
 
 # --- examples ------------------------------------------------------------------
 
-_AUTHOR = "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
-_PEER_ADDR = f"/ip4/203.0.113.7/tcp/4747/p2p/{_AUTHOR}"
+_PEER_ADDR = f"/ip4/203.0.113.7/tcp/4747/p2p/{EXAMPLE_AUTHOR}"
 
 # --- methods -------------------------------------------------------------------
 
@@ -40,7 +40,11 @@ PEERS_LIST: Final = MethodSpec(
     ),
     example=Example(
         {},
-        {"peers": [{"peer_id": _AUTHOR, "addrs": ["/ip4/203.0.113.7/tcp/4747"], "streams": 1}]},
+        {
+            "peers": [
+                {"peer_id": EXAMPLE_AUTHOR, "addrs": ["/ip4/203.0.113.7/tcp/4747"], "streams": 1}
+            ]
+        },
     ),
     errors=(NETWORK_ERROR,),
 )
@@ -50,7 +54,7 @@ PEERS_CONNECT: Final = MethodSpec(
     params=ConnectParams,
     summary="Dial a peer and stay connected to it.",
     result=(ResultField("peer_id", "PeerID", "The peer connected to."),),
-    example=Example({"address": _PEER_ADDR}, {"peer_id": _AUTHOR}),
+    example=Example({"address": _PEER_ADDR}, {"peer_id": EXAMPLE_AUTHOR}),
     errors=(INVALID_INPUT, NETWORK_ERROR),
     notes="Returns at once when already connected.",
 )
@@ -63,12 +67,12 @@ PEER_CONNECTED: Final = EventSpec(
     name="peer.connected",
     summary="A peer connected (checked four times a second).",
     data=(ResultField("peer_id", "PeerID", "The peer."),),
-    example={"peer_id": _AUTHOR},
+    example={"peer_id": EXAMPLE_AUTHOR},
 )
 
 PEER_DISCONNECTED: Final = EventSpec(
     name="peer.disconnected",
     summary="A peer's last connection closed (checked four times a second).",
     data=(ResultField("peer_id", "PeerID", "The peer."),),
-    example={"peer_id": _AUTHOR},
+    example={"peer_id": EXAMPLE_AUTHOR},
 )

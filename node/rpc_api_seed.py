@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from node.config import SEED_MODES
+from node.rpc_examples import EXAMPLE_AUTHOR
 from node.rpc_schema import (
     INVALID_INPUT,
     AuthorText,
@@ -23,7 +24,6 @@ from node.rpc_schema import (
 )
 
 BLOCK_KINDS: Final = ("author", "peer")
-_AUTHOR = "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ SEED_SHOW: Final = MethodSpec(
         ),
     ),
     example=Example(
-        {}, {**_POLICY, "bootstrap_addrs": [f"/ip4/203.0.113.7/tcp/4747/p2p/{_AUTHOR}"]}
+        {}, {**_POLICY, "bootstrap_addrs": [f"/ip4/203.0.113.7/tcp/4747/p2p/{EXAMPLE_AUTHOR}"]}
     ),
 )
 
@@ -103,8 +103,8 @@ SEED_BLOCK: Final = MethodSpec(
     summary="Block an author (records neither stored, forwarded nor served) or a peer.",
     result=(*_POLICY_FIELDS, ResultField("changed", "boolean", "False when already blocked.")),
     example=Example(
-        {"kind": "author", "id": _AUTHOR},
-        {**_POLICY, "block_authors": [_AUTHOR], "changed": True},
+        {"kind": "author", "id": EXAMPLE_AUTHOR},
+        {**_POLICY, "block_authors": [EXAMPLE_AUTHOR], "changed": True},
     ),
     errors=(INVALID_INPUT,),
     notes="Blocking an author deletes their records held here and unpins their content"
@@ -117,7 +117,7 @@ SEED_UNBLOCK: Final = MethodSpec(
     params=SeedBlockParams,
     summary="Lift a block on an author or a peer.",
     result=(*_POLICY_FIELDS, ResultField("changed", "boolean", "False when it was not blocked.")),
-    example=Example({"kind": "peer", "id": _AUTHOR}, {**_POLICY, "changed": True}),
+    example=Example({"kind": "peer", "id": EXAMPLE_AUTHOR}, {**_POLICY, "changed": True}),
     errors=(INVALID_INPUT,),
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from node.rpc_examples import EXAMPLE_AUTHOR, EXAMPLE_DRAWING, EXAMPLE_POEM, EXAMPLE_POEM_RECORD
 from node.rpc_params import NoParams
 from node.rpc_params_social import (
     AuthorParams,
@@ -21,26 +22,6 @@ from node.rpc_schema import INVALID_INPUT, Example, MethodSpec, ResultField
 
 # --- examples ------------------------------------------------------------------
 
-_AUTHOR = "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
-_POEM = "bafkreiaqp66gkrph22bifwjr7h23m5ewybpmrrgaotwdmxdjsbc7eodhvq"
-_DRAWING = "bafkreie52wwrqxd7z2ivb7xktetq2ze7ch5zidcmtfkqnhybgyogaumof4"
-_POEM_RECORD: Final[dict[str, object]] = {
-    "id": _POEM,
-    "type": "contribution",
-    "author": _AUTHOR,
-    "created_ms": 1795777393400,
-    "title": "Winter poem",
-    "content": "bafkreick266ofwkdsb7ya32466vyucf37fuurtn6r5ctlj6yvdk6vp2jda",
-    "size": 13,
-    "media_type": "text/plain",
-    "license": "CC-BY-SA-4.0",
-    "description": "",
-    "tags": ["poetry"],
-    "parents": [],
-    "upstream_bps": None,
-    "collab": None,
-    "effective_upstream_bps": 0,
-}
 _PROFILE_DOC = "{author, name, bio, avatar (content CID or null), id (record), created_ms}"
 
 # --- methods -------------------------------------------------------------------
@@ -53,7 +34,7 @@ SOCIAL_FOLLOW: Final = MethodSpec(
         ResultField("author", "PeerID", "The author."),
         ResultField("changed", "boolean", "False when already followed."),
     ),
-    example=Example({"author": _AUTHOR}, {"author": _AUTHOR, "changed": True}),
+    example=Example({"author": EXAMPLE_AUTHOR}, {"author": EXAMPLE_AUTHOR, "changed": True}),
 )
 
 SOCIAL_UNFOLLOW: Final = MethodSpec(
@@ -64,7 +45,7 @@ SOCIAL_UNFOLLOW: Final = MethodSpec(
         ResultField("author", "PeerID", "The author."),
         ResultField("changed", "boolean", "False when not followed."),
     ),
-    example=Example({"author": _AUTHOR}, {"author": _AUTHOR, "changed": True}),
+    example=Example({"author": EXAMPLE_AUTHOR}, {"author": EXAMPLE_AUTHOR, "changed": True}),
 )
 
 SOCIAL_FOLLOW_COLLAB: Final = MethodSpec(
@@ -75,7 +56,7 @@ SOCIAL_FOLLOW_COLLAB: Final = MethodSpec(
         ResultField("collab", "CID", "The collab's record id."),
         ResultField("changed", "boolean", "False when already followed."),
     ),
-    example=Example({"collab": _POEM}, {"collab": _POEM, "changed": True}),
+    example=Example({"collab": EXAMPLE_POEM}, {"collab": EXAMPLE_POEM, "changed": True}),
     errors=(INVALID_INPUT,),
     notes="The collab record need not be held here yet; if it is held, it must be a collab"
     " (else `-32001`). A running daemon subscribes to the collab's gossip topic at once, and"
@@ -90,7 +71,7 @@ SOCIAL_UNFOLLOW_COLLAB: Final = MethodSpec(
         ResultField("collab", "CID", "The collab's record id."),
         ResultField("changed", "boolean", "False when not followed."),
     ),
-    example=Example({"collab": _POEM}, {"collab": _POEM, "changed": True}),
+    example=Example({"collab": EXAMPLE_POEM}, {"collab": EXAMPLE_POEM, "changed": True}),
 )
 
 SOCIAL_FOLLOWING: Final = MethodSpec(
@@ -110,8 +91,8 @@ SOCIAL_FOLLOWING: Final = MethodSpec(
     example=Example(
         {},
         {
-            "following": [{"author": _AUTHOR, "name": "Ada"}],
-            "collabs": [{"collab": _POEM, "title": "Winter sounds"}],
+            "following": [{"author": EXAMPLE_AUTHOR, "name": "Ada"}],
+            "collabs": [{"collab": EXAMPLE_POEM, "title": "Winter sounds"}],
         },
     ),
 )
@@ -127,7 +108,7 @@ SOCIAL_FEED: Final = MethodSpec(
             "Record views (see Records) with `author_name` (from profiles, or null), newest first.",
         ),
     ),
-    example=Example({"limit": 10}, {"records": [{**_POEM_RECORD, "author_name": "Ada"}]}),
+    example=Example({"limit": 10}, {"records": [{**EXAMPLE_POEM_RECORD, "author_name": "Ada"}]}),
 )
 
 PROFILES_SET: Final = MethodSpec(
@@ -139,11 +120,11 @@ PROFILES_SET: Final = MethodSpec(
         {"name": "Ada", "bio": "Poems."},
         {
             "profile": {
-                "author": _AUTHOR,
+                "author": EXAMPLE_AUTHOR,
                 "name": "Ada",
                 "bio": "Poems.",
                 "avatar": None,
-                "id": _DRAWING,
+                "id": EXAMPLE_DRAWING,
                 "created_ms": 1_767_225_600_000,
             }
         },
@@ -157,7 +138,7 @@ PROFILES_GET: Final = MethodSpec(
     params=AuthorParams,
     summary="An author's newest profile held here.",
     result=(ResultField("profile", "profile or null", _PROFILE_DOC + "; null when none is held."),),
-    example=Example({"author": _AUTHOR}, {"profile": None}),
+    example=Example({"author": EXAMPLE_AUTHOR}, {"profile": None}),
 )
 
 NOTIFICATIONS_LIST: Final = MethodSpec(
@@ -172,8 +153,8 @@ NOTIFICATIONS_LIST: Final = MethodSpec(
                 {
                     "id": 1,
                     "kind": "remix",
-                    "record": _DRAWING,
-                    "subject": _POEM,
+                    "record": EXAMPLE_DRAWING,
+                    "subject": EXAMPLE_POEM,
                     "created_ms": 1_767_225_600_000,
                     "read": False,
                 }
