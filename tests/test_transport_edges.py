@@ -39,6 +39,7 @@ def test_the_data_path_is_ours() -> None:
     assert NoiseTransportReadWriter.read_msg is transport_edges._read_msg
     assert SecureSession.read is transport_edges._session_read
     assert yamux.read_exactly is transport_edges._read_exactly  # type: ignore[attr-defined]
+    assert yamux.Yamux._read_data_body is transport_edges._read_data_body
 
 
 def _noise_pair() -> tuple[NoiseConnection, NoiseConnection]:
@@ -269,3 +270,14 @@ def _one_message_per_read(session: SecureSession) -> Callable[[int | None], Awai
         return await messages.read_msg()
 
     return read
+
+
+async def test_a_frame_body_is_read_whole_whether_it_is_buffered_or_not() -> None:
+    frame = bytes(range(12)) + os.urandom(60_000)
+    body_after = os.urandom(70_000)  # spans two messages: read under the library's timeout
+    session = _session(frame, body_after[:65_000], body_after[65_000:])
+    muxer = object.__new__(yamux.Yamux)  # only its reading of frame bodies is under test
+    muxer.secured_conn = session
+    assert await session.read(12) == frame[:12]
+    assert await muxer._read_data_body(60_000) == frame[12:]  # buffered with its header
+    assert await muxer._read_data_body(70_000) == body_after
