@@ -44,6 +44,8 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.transport.tcp.tcp import TCPListener
+from libp2p.utils.multiaddr_utils import multiaddr_from_socket
 
 import node.transport_edges  # noqa: F401  (py-libp2p data-path workarounds, applied on import)
 from node.discovery import DISCOVERED_QUEUE, ConnectionNotifee, MdnsDiscovery
@@ -56,6 +58,23 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 logger = logging.getLogger(__name__)
+
+
+# EDGE: py-libp2p's identify handler asks the TCP listener for its addresses
+# (getsockname of each listening socket). A peer's identify that arrives
+# while the host closes finds those sockets closed; getsockname raises EBADF,
+# which escapes the host's nursery and fails ``run`` after a fetch that went
+# well (bench_seed: about one fetcher in 250). A closed listener has no
+# address, so it is left out.
+def _open_listener_addrs(self: TCPListener) -> tuple[multiaddr.Multiaddr, ...]:
+    return tuple(
+        multiaddr_from_socket(listener.socket)
+        for listener in self.listeners
+        if listener.socket.fileno() != -1
+    )
+
+
+TCPListener.get_addrs = _open_listener_addrs  # type: ignore[method-assign]
 
 # Errors a peer, a socket or py-libp2p may raise when a connection or stream
 # fails; callers treat them as "this peer is gone", never as a bug of ours.

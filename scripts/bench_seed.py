@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +48,13 @@ GC_BLOCKS = 10_000
 
 
 # --- a fetcher (child process) -----------------------------------------------------
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` of an error, of each error inside a group (what a nursery raises)."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(describe(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}"
 
 
 async def child_fetch(
@@ -86,7 +94,8 @@ async def child_fetch(
                 errors.append(f"short fetch: {result.total_bytes} of {size} bytes")
             rounds.append((time.time(), result.bytes_fetched))
         except Exception as error:  # every failure is a figure of the benchmark
-            errors.append(f"{type(error).__name__}: {error}")
+            errors.append(describe(error))
+            traceback.print_exc(file=sys.stderr)
         finally:
             shutil.rmtree(directory.root, ignore_errors=True)
         if number == 0:

@@ -22,6 +22,7 @@ import pytest
 import trio
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.transport.tcp.tcp import TCPListener
 
 from node.datadir import DataDir
 from node.exchange import WRITE_SIZE, BlockServer, ServeLimits
@@ -335,6 +336,23 @@ async def test_a_provider_of_corrupt_blocks_is_banned_and_never_asked_again(
         assert await content_of(b, second) == second_data
         assert liar.served["requests"] == asked
         assert liar.peer_id not in again.bytes_by_peer
+
+
+async def test_a_closing_tcp_listener_still_answers_for_its_addresses() -> None:
+    # What identify asks when a peer's request arrives while the host closes.
+    listener = TCPListener.__new__(TCPListener)  # only its address listing is under test
+    listener.listeners = []
+    for _ in range(2):
+        sock = trio.socket.socket()
+        await sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        listener.listeners.append(trio.SocketListener(sock))
+    port = listener.listeners[0].socket.getsockname()[1]
+    listener.listeners[1].socket.close()  # as closing the host does
+    try:
+        assert [str(addr) for addr in listener.get_addrs()] == [f"/ip4/127.0.0.1/tcp/{port}"]
+    finally:
+        listener.listeners[0].socket.close()
 
 
 @pytest.mark.slow
