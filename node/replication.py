@@ -14,8 +14,9 @@ Invariants:
 * at most ``concurrency`` records are replicated at once;
 * a failed attempt is retried after an exponential backoff (``RETRY_BASE``
   doubling up to ``RETRY_CAP``, with jitter), at most ``attempts`` times; the
-  record is then marked ``failed`` (shown by ``status``) until the daemon
-  restarts or the policy changes;
+  record is then marked ``failed`` (shown by ``status``) and gets a new series
+  of attempts ``RETRY_FAILED_AFTER`` later, or sooner when the daemon restarts
+  or the policy changes;
 * content larger than ``max_content_bytes`` is not replicated (the fetch is
   cancelled as soon as its size is known); a blocked author's records never are;
 * every wait is bounded; everything stops when ``run`` is cancelled.
@@ -23,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections import Counter
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_BASE: Final = 2.0  # seconds before the first retry
 RETRY_CAP: Final = 600.0  # longest wait between attempts
+RETRY_FAILED_AFTER: Final = 6 * 3600.0  # a record that used up its attempts: a new series then
 DISPATCH_SECONDS: Final = 1.0  # the queue is looked at this often at least
 SCAN_SECONDS: Final = 60.0  # covered records not yet held are looked for this often
 SCAN_LIMIT: Final = 10_000  # records queued by one scan at most
@@ -127,14 +130,21 @@ def failed(store: Store, record_id: Cid, error: str, delay: float, give_up: bool
         )
 
 
-def requeue_failed(store: Store) -> None:
-    """Give every failed record a new series of attempts (at start, after a policy change)."""
+def requeue_failed(store: Store, *, due_only: bool = False) -> int:
+    """Give failed records a new series of attempts; returns how many.
+
+    All of them at start and after a policy change; with ``due_only``, those
+    whose wait after giving up (``RETRY_FAILED_AFTER``) is over.
+    """
+    now = now_ms()
+    due_clause = " AND next_attempt_ms <= ?" if due_only else ""
     with store.database.transaction() as db:
-        db.execute(
+        cursor = db.execute(
             "UPDATE replication_queue SET state = 'queued', attempts = 0, next_attempt_ms = ?"
-            " WHERE state = 'failed'",
-            (now_ms(),),
+            " WHERE state = 'failed'" + due_clause,
+            (now, now) if due_only else (now,),
         )
+        return int(cursor.rowcount)
 
 
 def _not_held(alias: str) -> str:
@@ -276,7 +286,10 @@ class Replicator:
             except Exception:
                 logger.exception("replication scan failed")
                 added = 0
-            if added:
+            retried = await trio.to_thread.run_sync(
+                functools.partial(requeue_failed, store, due_only=True)
+            )
+            if added or retried:
                 self._stats["scanned_in"] += added
                 self._wake.set()
             with trio.move_on_after(SCAN_SECONDS):
@@ -316,6 +329,8 @@ class Replicator:
                 self._stats["attempts_failed"] += 1
                 give_up = attempts + 1 >= self.settings.attempts
                 delay = retry_delay(attempts + 1, self.settings, random.random())
+                if give_up:
+                    delay = RETRY_FAILED_AFTER
                 logger.info(
                     "replicating %s failed (attempt %d of %d): %s",
                     record_id,

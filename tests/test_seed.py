@@ -20,6 +20,7 @@ from node.daemon import Daemon, default_services
 from node.datadir import DataDir
 from node.metrics import render_metrics
 from node.replication import (
+    RETRY_FAILED_AFTER,
     ReplicationSettings,
     counts,
     done,
@@ -143,6 +144,22 @@ def test_the_replication_queue_backs_off_gives_up_and_survives_a_restart(tmp_pat
         assert [item[0] for item in due(store, 10, set())] == [second]
         done(store, second)
         assert counts(store) == {"queued": 1, "failed": 0}
+
+
+def test_a_record_given_up_on_gets_a_new_series_of_attempts_later(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path / "node")
+    data_dir.init(seed=SEED)
+    waiting, due_now = Cid.for_raw(b"waiting"), Cid.for_raw(b"due now")
+    with Store(data_dir) as store:
+        enqueue(store, [waiting, due_now], "author")
+        failed(store, waiting, "FetchError: no providers", RETRY_FAILED_AFTER, give_up=True)
+        failed(store, due_now, "FetchError: no providers", 0.0, give_up=True)
+        assert counts(store) == {"queued": 0, "failed": 2}
+        # What the periodic scan does: only the record whose wait is over comes back.
+        assert requeue_failed(store, due_only=True) == 1
+        assert [item for item in due(store, 10, set())] == [(due_now, "author", 0)]
+        assert counts(store) == {"queued": 1, "failed": 1}
+        assert requeue_failed(store) == 1  # a restart or a policy change: all of them
 
 
 def test_retry_delays_grow_exponentially_up_to_the_cap() -> None:
