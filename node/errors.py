@@ -1,6 +1,8 @@
-"""Errors of the node layer that a user or a peer can cause."""
+"""Errors of the node layer that a user or a peer can cause, and finding them in groups."""
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from protocol.cid import Cid
 from protocol.errors import BlockMismatch
@@ -25,3 +27,15 @@ class MissingBlock(NotFound):
 
 class CorruptBlock(BlockMismatch):
     """A block file on disk does not match its CID (disk rot or tampering)."""
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def first_leaf(group: BaseExceptionGroup[_E]) -> _E:
+    """The first exception in a group, however nested (what ``except*`` hands over)."""
+    while True:
+        first = group.exceptions[0]
+        if not isinstance(first, BaseExceptionGroup):
+            return first
+        group = first

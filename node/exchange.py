@@ -37,11 +37,10 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TypeVar
 
 import trio
 
-from node.errors import CorruptBlock, NotFound
+from node.errors import CorruptBlock, NotFound, first_leaf
 from node.host import NETWORK_ERRORS, Stream
 from node.store import Store
 from protocol.cid import Cid
@@ -59,7 +58,6 @@ from protocol.wire import (
 )
 
 logger = logging.getLogger(__name__)
-_E = TypeVar("_E", bound=BaseException)
 
 READ_SIZE = 64 * 1024  # bytes asked of the stream per read: a Yamux frame
 # EDGE: py-libp2p's Yamux cuts a write into frames of up to 64 KiB of payload
@@ -221,7 +219,7 @@ class BlockServer:
                 nursery.start_soon(self._answer, stream, requests_receive, state)
                 await self._read_requests(stream, requests_send, state)
         except* WireError as group:
-            error = first_error(group, WireError)
+            error = first_leaf(group)
             self._stats["protocol_errors"] += 1
             logger.info("peer %s broke the block protocol: %s", peer_id, error)
             self.bans.ban(peer_id, self.limits.ban_seconds)
@@ -345,19 +343,6 @@ class BlockServer:
             "peers_active": len(self._streams_by_peer),
             "peers_banned": len(self.bans.banned()),
         }
-
-
-def first_error(group: BaseExceptionGroup[BaseException], kind: type[_E]) -> _E:
-    """The first ``kind`` leaf of an exception group (nurseries wrap what their tasks raise)."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            try:
-                return first_error(error, kind)
-            except LookupError:
-                continue
-        if isinstance(error, kind):
-            return error
-    raise LookupError(kind.__name__)
 
 
 async def _read(stream: Stream) -> bytes | None:

@@ -31,11 +31,10 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
 
 import trio
 
-from node.errors import MissingBlock
+from node.errors import MissingBlock, first_leaf
 from node.exchange import PeerBans
 from node.fetch_outcome import FetchError, FetchProgress, FetchResult, ProgressCallback
 from node.fetch_schedule import DEFAULT_LIMITS, FetchLimits, FetchSchedule, Item
@@ -57,7 +56,6 @@ from protocol.wire import (
 )
 
 logger = logging.getLogger(__name__)
-_E = TypeVar("_E", bound=BaseException)
 
 READ_SIZE = 1 << 20
 # After a read that brought little (often one Yamux frame, ~64 KiB), wait this
@@ -193,7 +191,7 @@ class _Session:
                 nursery.start_soon(self._search_dht)
                 nursery.start_soon(self._watch)
         except* FetchError as group:
-            raise _leaf(group) from None
+            raise first_leaf(group) from None
         self._report()
         return FetchResult(
             root=self.root,
@@ -423,18 +421,18 @@ class _Session:
                     nursery.start_soon(self._send_wants, peer_id, stream)
                     await self._read_answers(peer_id, stream)
         except* WireError as group:
-            failure = f"protocol error {_leaf(group).reason}"
+            failure = f"protocol error {first_leaf(group).reason}"
             self.fetcher.bans.ban(peer_id, LIAR_BAN_SECONDS)
         except* _NotAProvider:
             failure = "not a provider"
         except* DialError as group:
-            error = _leaf(group)
+            error = first_leaf(group)
             # A peer that does not speak the protocol will not learn it in 5 s.
             failure = "not a provider" if error.reason == "stream-failed" else str(error)
         except* (_PeerAborted, trio.TooSlowError) as group:
-            failure = str(_leaf(group)) or "connect timeout"
+            failure = str(first_leaf(group)) or "connect timeout"
         except* NETWORK_ERRORS as group:
-            failure = f"connection lost ({_leaf(group)!r})"
+            failure = f"connection lost ({first_leaf(group)!r})"
         finally:
             peer = self.schedule.peers.get(peer_id)
             if stream is not None:
@@ -560,12 +558,3 @@ async def _end_stream(stream: Stream, *, graceful: bool) -> None:
             await stream.reset()
     except NETWORK_ERRORS:
         pass
-
-
-def _leaf(group: BaseExceptionGroup[_E]) -> _E:
-    """The first exception in a group that ``except*`` handed over."""
-    while True:
-        first = group.exceptions[0]
-        if not isinstance(first, BaseExceptionGroup):
-            return first
-        group = first
