@@ -150,17 +150,19 @@ class LineageGraph:
 
     def to_json(self, names: Mapping[str, str]) -> dict[str, object]:
         """What ``lineage --json`` prints: records carry ``author_name`` (None if unknown)."""
-
-        def view(cid: Cid) -> dict[str, object]:
-            record = self.records[cid]
-            return {**record, "author_name": names.get(str(record["author"]))}
-
         return {
             "root": str(self.root),
-            "ancestors": [view(cid) for cid in self.ancestors()],
-            "descendants": [view(cid) for cid in self.descendants()],
+            "ancestors": [with_author_name(self.records[cid], names) for cid in self.ancestors()],
+            "descendants": [
+                with_author_name(self.records[cid], names) for cid in self.descendants()
+            ],
             "missing": sorted({str(cid) for cid in self.missing}),
         }
+
+
+def with_author_name(view: RecordView, names: Mapping[str, str]) -> dict[str, object]:
+    """A record view with ``author_name``: its author's name in ``names``, or None."""
+    return {**view, "author_name": names.get(str(view["author"]))}
 
 
 def _parents(records: Mapping[Cid, RecordView], record_id: Cid) -> list[Cid]:

@@ -19,7 +19,7 @@ import click
 
 from node import render
 from node.cli import EXIT_ERROR, F, cli, fail, json_option, parse_cid, settings
-from node.cli_backend import RecordQuery
+from node.cli_backend import RecordQuery, with_author_name
 from node.cli_collab import draw_lineage
 from node.operations import DEFAULT_LICENSE, WorkFields, check_work
 from node.rpc_params import MAX_LINEAGE_DEPTH, MAX_LINEAGE_RECORDS
@@ -140,9 +140,7 @@ def show(record_id: str) -> None:
         names = node.author_names([author])
     if options.json:
         remixed_by = [str(child) for child in detail.remixed_by]
-        render.print_json(
-            {**detail.record, "author_name": names.get(author), "remixed_by": remixed_by}
-        )
+        render.print_json({**with_author_name(detail.record, names), "remixed_by": remixed_by})
         return
     render.show_record_view(detail.record, len(detail.remixed_by), names.get(author))
 
@@ -241,7 +239,7 @@ def list_command(
         records = node.records(query)
         names = node.author_names(str(r["author"]) for r in records)
     if options.json:
-        render.print_json([{**r, "author_name": names.get(str(r["author"]))} for r in records])
+        render.print_json([with_author_name(record, names) for record in records])
     elif records:
         render.print_record_views(records, names)
     else:
