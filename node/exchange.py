@@ -113,7 +113,8 @@ class PeerBans:
         return sorted(peer for peer in self._until if self.is_banned(peer))
 
 
-def _refuse_nothing(item: object) -> bool:
+def refuse_nothing(item: object) -> bool:
+    """The default of the seed-policy hooks (refuses_peer, refuses_block): refuse nothing."""
     return False
 
 
@@ -132,8 +133,8 @@ class BlockServer:
         self._closed = False
         # Seed policies (node.seed) set these: peers refused, and blocks never served
         # (a blocked author's records and content).
-        self.refuses_peer: Callable[[str], bool] = _refuse_nothing
-        self.refuses_block: Callable[[Cid], bool] = _refuse_nothing
+        self.refuses_peer: Callable[[str], bool] = refuse_nothing
+        self.refuses_block: Callable[[Cid], bool] = refuse_nothing
         self._stats = {
             "streams_accepted": 0,
             "streams_refused": 0,

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 import trio
 
 from node.errors import MissingBlock, first_leaf
-from node.exchange import PeerBans
+from node.exchange import PeerBans, refuse_nothing
 from node.fetch_outcome import FetchError, FetchProgress, FetchResult, ProgressCallback
 from node.fetch_schedule import DEFAULT_LIMITS, FetchLimits, FetchSchedule, Item
 from node.host import NETWORK_ERRORS, DialError, Host, Stream
@@ -95,7 +95,7 @@ class Fetcher:
         self.bans = bans
         self.limits = limits
         # Seed policies (node.seed) set this: peers never asked (blocked by the operator).
-        self.refuses_peer: Callable[[str], bool] = _refuse_nothing
+        self.refuses_peer: Callable[[str], bool] = refuse_nothing
         self._active = 0
         self._stats = {"fetches": 0, "fetches_failed": 0, "blocks_fetched": 0, "bytes_fetched": 0}
         self._stats.update({"blocks_present": 0, "duplicate_blocks": 0, "liars_banned": 0})
@@ -536,10 +536,6 @@ class _Session:
                     elapsed=now - self.started,
                 )
             )
-
-
-def _refuse_nothing(peer_id: str) -> bool:
-    return False
 
 
 def _links_of(cid: Cid, data: bytes) -> _Links:
