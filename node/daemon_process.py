@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+import psutil
+
 from node.config import LogSettings, write_atomically
 from node.datadir import DataDir, DataDirError
 
@@ -163,18 +165,11 @@ def process_alive(pid: int) -> bool:
     reap it late or never, so signal 0 alone would see it alive.
     """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except OSError:  # no /proc (not Linux): signal 0 says whether it exists
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+    except psutil.AccessDenied:  # it exists; whose it is does not matter here
         return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def terminate(pid: int) -> None:

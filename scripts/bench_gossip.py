@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -338,13 +340,11 @@ class DaemonHandle:
             return client.call(method, params or {})
 
     def rss(self) -> int:
+        """Resident memory of the daemon process; 0 once it has gone."""
         try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except FileNotFoundError:
-            pass
-        return 0
+            return int(psutil.Process(self.process.pid).memory_info().rss)
+        except psutil.NoSuchProcess:
+            return 0
 
 
 def start_daemons(root: Path, count: int) -> list[DaemonHandle]:

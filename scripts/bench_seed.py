@@ -37,6 +37,8 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
@@ -129,10 +131,7 @@ def log(message: str) -> None:
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    return int(psutil.Process(pid).memory_info().rss)
 
 
 def prepare_seed(directory: Path, files: int, size: int) -> list[tuple[str, int]]:

@@ -46,6 +46,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -266,9 +268,9 @@ def write_random(path: Path, size: int) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a running process (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time of a running process."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def fetch_once(

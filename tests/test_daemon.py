@@ -273,3 +273,20 @@ def test_a_bad_listen_option_is_one_line(initialised_cli: Cli) -> None:
     failure = initialised_cli.fail("daemon", "--listen", "/ip4/127.0.0.1/udp/1")
     assert "has no /tcp/ part" in failure.stderr
     assert failure.returncode == 2
+
+
+def test_process_alive_counts_a_zombie_as_gone() -> None:
+    """A detached daemon's parent may reap it late: an exited, unreaped process is gone."""
+    from node.daemon_process import process_alive
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert process_alive(child.pid)
+        child.kill()
+        # Not reaped yet: it is a zombie until wait(). Bounded: 5 s at most.
+        assert wait_for(lambda: not process_alive(child.pid), seconds=5)
+        assert child.poll() is not None  # reaped only now, after it was seen gone
+        assert not process_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
