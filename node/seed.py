@@ -17,7 +17,8 @@ the rest of the file, comments included, is kept byte for byte.
 Invariants:
 * a record by a blocked author is neither stored (``Gossip.accept``, which
   sync uses too, and a fetch by id), nor forwarded (gossip validation), nor
-  served (``BlockServer.refuses_block``); blocking an author deletes their
+  served (``BlockServer.refuses_block``), nor fetched again by sync once
+  refused (up to ``MAX_REFUSED_MEMORY`` ids); blocking an author deletes their
   records held here, unpins their content and remembers its ids in
   ``blocked_content`` so that it is refused to peers until GC removes it;
 * a blocked peer is disconnected within a second of connecting, its streams
@@ -61,6 +62,7 @@ from node.rpc_api_seed import (
 from node.rpc_schema import INVALID_INPUT
 from node.rpc_server import Call
 from node.store import Store
+from node.sync_service import SyncService
 from protocol.cid import Cid
 from protocol.identity import public_key_of
 from protocol.records import Collab, Contribution, SignedRecord
@@ -310,8 +312,9 @@ def seed_service(node: Node) -> SeedPolicies:
     """The ``ServiceFactory`` of the policies (after the network and gossip services).
 
     Wires the policy hooks into the services built before it: the network
-    (peers, records fetched by id), its block server and fetcher, and gossip
-    (and so sync).
+    (peers, records fetched by id), its block server and fetcher, gossip (the
+    admission of records, from gossip and sync alike) and sync (which records
+    it need not fetch again).
     """
     policies = SeedPolicies(node)
     for service in node.services:
@@ -323,6 +326,9 @@ def seed_service(node: Node) -> SeedPolicies:
         gossip = getattr(service, "gossip", None)
         if isinstance(gossip, Gossip):
             gossip.refuse_record = policies.refuses_record
+        sync = getattr(service, "sync", None)
+        if isinstance(sync, SyncService):
+            sync.skips_record = policies.refused_already
     return policies
 
 
@@ -367,6 +373,13 @@ class SeedPolicies:
                 self._refused.add(record.id)
             return True
         return False
+
+    def refused_already(self, cid: Cid) -> bool:
+        """Whether ``cid`` is a record (or content) refused under the policies in force.
+
+        What sync need not fetch again; not counted as a refusal.
+        """
+        return cid in self._refused
 
     def refuses_block(self, cid: Cid) -> bool:
         """Whether the block ``cid`` must not be served (a blocked author's record or content)."""

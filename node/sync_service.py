@@ -21,7 +21,11 @@ Invariants:
   otherwise it is a strike;
 * one session per peer at a time; every session (and its fetching) is
   bounded by ``session_timeout``; an unexpected error is logged, never
-  allowed to stop the daemon.
+  allowed to stop the daemon;
+* a needed record that ``skips_record`` names (the seed policies: a record
+  already refused as a blocked author's) is not fetched: reconciliation finds
+  such records missing in every session, and without this each session would
+  fetch and refuse them again.
 """
 
 from __future__ import annotations
@@ -160,6 +164,7 @@ class SyncService:
         self.validate = validate
         self.config = config
         self.strike = strike
+        self.skips_record: Callable[[Cid], bool] = _skip_nothing  # set by the seed policies
         self._stats: Counter[str] = Counter()
         self._active: set[str] = set()  # peers with a session running
         self._connected_send, self._connected_recv = trio.open_memory_channel[str](256)
@@ -283,6 +288,9 @@ class SyncService:
             lambda: {item for item in wanted if self.store.has_record(item.cid)}
         )
         wanted = [item for item in wanted if item not in present]  # gossip brought them
+        kept = [item for item in wanted if not self.skips_record(item.cid)]
+        self._stats["records_skipped"] += len(wanted) - len(kept)
+        wanted = kept
         if not wanted:
             return 0
         claimed = {item.cid: item.created_ms for item in wanted}
@@ -418,9 +426,14 @@ class SyncService:
             "bytes_received",
             "records_needed",
             "records_received",
+            "records_skipped",
             "peer_errors",
         )
         return {key: self._stats[key] for key in sorted({*keys, *self._stats})}
+
+
+def _skip_nothing(cid: Cid) -> bool:
+    return False
 
 
 class _Connected(QuietNotifee):

@@ -15,9 +15,17 @@ import pytest
 import trio
 
 from node.client import connect_to_daemon
-from node.config import Config, ConfigError, MetricsSettings, NetworkConfig, parse_config
+from node.config import (
+    Config,
+    ConfigError,
+    MetricsSettings,
+    NetworkConfig,
+    SeedSettings,
+    parse_config,
+)
 from node.daemon import Daemon, default_services
 from node.datadir import DataDir
+from node.gossip_service import GossipService
 from node.metrics import render_metrics
 from node.replication import (
     RETRY_FAILED_AFTER,
@@ -42,6 +50,8 @@ from tests.daemon_fixtures import (  # noqa: F401
     wait_for,
     write_test_config,
 )
+from tests.test_gossip import contribution, eventually
+from tests.test_gossip import nodes as gossip_nodes
 
 AUTHOR = "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
 REPLICATION_SECONDS = 90.0
@@ -383,3 +393,46 @@ def test_a_blocked_authors_records_are_neither_stored_nor_served(
     )
     seed.cli.run("seed", "unblock", "peer", other_peer)
     assert load_policy(DataDir(seed.cli.data_dir)).block_peers == frozenset()
+
+
+@pytest.mark.slow
+async def test_sync_does_not_fetch_a_blocked_authors_records_again(tmp_path: Path) -> None:
+    """Reconciliation finds a blocked author's records missing in every session.
+
+    A daemon (in this process, with its real services) that blocks ``a``'s
+    author fetches ``a``'s records once, refuses them, and from then on skips
+    them: a second session finds them missing again and fetches none of them.
+    """
+    async with gossip_nodes(tmp_path) as started:
+        a = await started.start("a", own_records_poll=3600)  # announces nothing by itself
+        records = [contribution(a.identity, number) for number in range(40)]
+        await trio.to_thread.run_sync(lambda: [a.store.put_record(r) for r in records])
+        data_dir = DataDir(tmp_path / "seed")
+        data_dir.init(seed=SEED)
+        config = Config(
+            network=NetworkConfig(listen=("/ip4/127.0.0.1/tcp/0",)),
+            seed=SeedSettings(block_authors=(records[0].author_id,)),
+        )
+        daemon = Daemon(data_dir, config, services=default_services())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            sync = next(s.sync for s in daemon.services if isinstance(s, GossipService))
+            assert sync is not None
+            address = cast(list[str], daemon.info()["listen_addrs"])[0]
+            with trio.fail_after(10):
+                await a.host.connect(address)  # a dials and initiates; the daemon fetches too
+            await eventually(lambda: sync.statistics()["records_needed"] >= 40)
+            await eventually(lambda: not sync.busy(a.peer_id))
+            first = sync.statistics()
+            assert first["records_received"] == 0  # refused: a blocked author's
+            assert first["records_skipped"] == 0  # not yet known to be refused
+
+            with trio.fail_after(10):
+                assert await sync.sync_with(a.peer_id) == 0
+            second = sync.statistics()
+            assert second["records_skipped"] == 40
+            assert second["records_received"] == 0
+            # Fetched again, they would have been refused again: 80.
+            seed_stats = cast(dict[str, Any], daemon.statistics()["services"])["seed"]
+            assert seed_stats["records_refused"] == 40
+            nursery.cancel_scope.cancel()
