@@ -115,6 +115,23 @@ class QuietNotifee(INotifee):
         pass
 
 
+class PeerSetNotifee(QuietNotifee):
+    """Calls ``changed()`` when a connection opens or closes (py-libp2p ``INotifee``).
+
+    py-libp2p notifies after the connection is in (or out of) the swarm's map,
+    so the peer list read after the call is up to date.
+    """
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        self._changed = changed
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        self._changed()
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        self._changed()
+
+
 class ConnectionNotifee(QuietNotifee):
     """Tells the host about new connections (py-libp2p ``INotifee``), without blocking."""
 

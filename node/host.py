@@ -48,7 +48,7 @@ from libp2p.transport.tcp.tcp import TCPListener
 from libp2p.utils.multiaddr_utils import multiaddr_from_socket
 
 import node.transport_edges  # noqa: F401  (py-libp2p data-path workarounds, applied on import)
-from node.discovery import DISCOVERED_QUEUE, ConnectionNotifee, MdnsDiscovery
+from node.discovery import DISCOVERED_QUEUE, ConnectionNotifee, MdnsDiscovery, PeerSetNotifee
 from node.discovery import QuietNotifee as QuietNotifee  # importers find it here
 from protocol.cid import SHA2_256, Cid
 
@@ -221,6 +221,8 @@ class Host:
         self._connected_send, self._connected_recv = trio.open_memory_channel[ID](DISCOVERED_QUEUE)
         self._mdns = MdnsDiscovery(self._peer_id, enabled=config.enable_mdns)
         self._libp2p.get_network().register_notifee(ConnectionNotifee(self._connected_send))
+        self._peers_changed = trio.Event()
+        self._libp2p.get_network().register_notifee(PeerSetNotifee(self._on_peers_changed))
         self._stats = {
             "dials": 0,
             "dial_failures": 0,
@@ -379,6 +381,18 @@ class Host:
     def is_connected(self, peer_id: str) -> bool:
         connections = self._libp2p.get_network().get_connections(parse_peer_id(peer_id))
         return bool(connections)
+
+    def peers_changed(self) -> trio.Event:
+        """An event set when the next connection opens or closes.
+
+        Take it before reading ``connected_peer_ids``: a change in between
+        then finds it set already, so none is missed.
+        """
+        return self._peers_changed
+
+    def _on_peers_changed(self) -> None:
+        self._peers_changed.set()
+        self._peers_changed = trio.Event()
 
     def connected_peer_ids(self) -> list[str]:
         return [str(peer.to_base58()) for peer in self._libp2p.get_connected_peers()]

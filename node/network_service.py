@@ -15,8 +15,10 @@ Invariants:
   peer connected (after a few seconds' grace for the bootstrap) fails at once
   instead of waiting for the fetcher to give up; every task stops when ``run``
   is cancelled;
-* the peer set is compared four times a second and changes are published as
-  ``peer.connected`` / ``peer.disconnected``.
+* the peer set is compared whenever a connection opens or closes (and every
+  ``PEER_CHECK_SECONDS`` besides); changes are published as
+  ``peer.connected`` / ``peer.disconnected``, and a blocked peer is
+  disconnected as soon as it connects.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PEER_CHECK_SECONDS = 0.25
+PEER_CHECK_SECONDS = 5.0
 FIRST_PEER_SECONDS = 3.0  # how long a fetch waits for a first peer (bootstrap at start)
 PROGRESS_SECONDS = 0.1  # at most ten progress reports a second per fetch
 PROVIDE_QUEUE = 1024
@@ -179,6 +181,7 @@ class NetworkService:
     async def _watch_peers(self) -> None:
         known: set[str] = set()
         while True:
+            changed = self.network.host.peers_changed()  # before reading: see peers_changed
             now = set(self.network.host.connected_peer_ids())
             refused = {peer for peer in now if self._refuses_peer(peer)}
             for peer_id in sorted(refused):
@@ -194,7 +197,8 @@ class NetworkService:
             elif self._peers_connected.is_set():
                 self._peers_connected = trio.Event()
             known = now
-            await trio.sleep(PEER_CHECK_SECONDS)
+            with trio.move_on_after(PEER_CHECK_SECONDS):  # a safety net: py-libp2p notifies
+                await changed.wait()
 
     def _refuses_peer(self, peer_id: str) -> bool:
         return self.policies is not None and self.policies.refuses_peer(peer_id)

@@ -65,14 +65,14 @@ PEERS_METHODS: Final[tuple[MethodSpec[Any], ...]] = (PEERS_LIST, PEERS_CONNECT)
 
 PEER_CONNECTED: Final = EventSpec(
     name="peer.connected",
-    summary="A peer connected (checked four times a second).",
+    summary="A peer connected (published as its first connection opens).",
     data=(ResultField("peer_id", "PeerID", "The peer."),),
     example={"peer_id": EXAMPLE_AUTHOR},
 )
 
 PEER_DISCONNECTED: Final = EventSpec(
     name="peer.disconnected",
-    summary="A peer's last connection closed (checked four times a second).",
+    summary="A peer's last connection closed (published as it closes).",
     data=(ResultField("peer_id", "PeerID", "The peer."),),
     example={"peer_id": EXAMPLE_AUTHOR},
 )

@@ -21,7 +21,7 @@ Invariants:
   refused (up to ``MAX_REFUSED_MEMORY`` ids); blocking an author deletes their
   records held here, unpins their content and remembers its ids in
   ``blocked_content`` so that it is refused to peers until GC removes it;
-* a blocked peer is disconnected within a second of connecting, its streams
+* a blocked peer is disconnected as soon as it connects, its streams
   are refused and its announcements dropped;
 * what ``config.toml`` says after an edit is exactly the policy in force.
 """

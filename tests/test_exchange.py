@@ -9,6 +9,7 @@ bookkeeping is tested without a network in ``test_fetch_schedule.py``.
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import warnings
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +29,7 @@ from node.datadir import DataDir
 from node.exchange import WRITE_SIZE, BlockServer, ServeLimits
 from node.fetch_outcome import FetchError, FetchProgress
 from node.fetch_schedule import MIB, FetchLimits
-from node.host import NETWORK_ERRORS, ListenError, Stream
+from node.host import NETWORK_ERRORS, Host, HostConfig, ListenError, Stream
 from node.network import Network, NetworkConfig
 from node.store import Store
 from node.transfer import add_file, iter_content
@@ -353,6 +354,29 @@ async def test_a_closing_tcp_listener_still_answers_for_its_addresses() -> None:
         assert [str(addr) for addr in listener.get_addrs()] == [f"/ip4/127.0.0.1/tcp/{port}"]
     finally:
         listener.listeners[0].socket.close()
+
+
+async def test_peers_changed_is_set_as_a_connection_opens_and_as_it_closes() -> None:
+    """What the network service waits on to publish peer events (instead of polling)."""
+    server = Host(os.urandom(32), HostConfig(("/ip4/127.0.0.1/tcp/0",)))
+    client = Host(os.urandom(32), HostConfig(("/ip4/127.0.0.1/tcp/0",)))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            await nursery.start(client.run)
+            opened, before = server.peers_changed(), server.connected_peer_ids()
+            assert not opened.is_set()
+            await client.connect(server.listen_addrs()[0])
+            await opened.wait()
+            assert before == []
+            assert server.connected_peer_ids() == [client.peer_id]
+            closed = server.peers_changed()
+            assert closed is not opened
+            assert not closed.is_set()
+            await client.disconnect(server.peer_id)
+            await closed.wait()
+            assert server.connected_peer_ids() == []
+            nursery.cancel_scope.cancel()
 
 
 @pytest.mark.slow
