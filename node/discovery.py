@@ -116,20 +116,20 @@ class QuietNotifee(INotifee):
 
 
 class PeerSetNotifee(QuietNotifee):
-    """Calls ``changed()`` when a connection opens or closes (py-libp2p ``INotifee``).
+    """Calls ``changed(peer_id)`` when a connection opens or closes (py-libp2p ``INotifee``).
 
     py-libp2p notifies after the connection is in (or out of) the swarm's map,
-    so the peer list read after the call is up to date.
+    so the peer's state read after the call is up to date.
     """
 
-    def __init__(self, changed: Callable[[], None]) -> None:
+    def __init__(self, changed: Callable[[ID], None]) -> None:
         self._changed = changed
 
     async def connected(self, network: Any, conn: Any) -> None:
-        self._changed()
+        self._changed(conn.muxed_conn.peer_id)
 
     async def disconnected(self, network: Any, conn: Any) -> None:
-        self._changed()
+        self._changed(conn.muxed_conn.peer_id)
 
 
 class ConnectionNotifee(QuietNotifee):

@@ -222,7 +222,8 @@ class Host:
         self._mdns = MdnsDiscovery(self._peer_id, enabled=config.enable_mdns)
         self._libp2p.get_network().register_notifee(ConnectionNotifee(self._connected_send))
         self._peers_changed = trio.Event()
-        self._libp2p.get_network().register_notifee(PeerSetNotifee(self._on_peers_changed))
+        self._changed_peers: set[str] = set()  # at most one entry per peer, until taken
+        self._libp2p.get_network().register_notifee(PeerSetNotifee(self._on_peer_change))
         self._stats = {
             "dials": 0,
             "dial_failures": 0,
@@ -382,17 +383,22 @@ class Host:
         connections = self._libp2p.get_network().get_connections(parse_peer_id(peer_id))
         return bool(connections)
 
-    def peers_changed(self) -> trio.Event:
-        """An event set when the next connection opens or closes.
-
-        Take it before reading ``connected_peer_ids``: a change in between
-        then finds it set already, so none is missed.
-        """
+    def peer_changes(self) -> trio.Event:
+        """An event set once a connection has opened or closed since ``take_peer_changes``."""
         return self._peers_changed
 
-    def _on_peers_changed(self) -> None:
-        self._peers_changed.set()
+    def take_peer_changes(self) -> set[str]:
+        """The peers whose connections opened or closed since the last call; resets the event.
+
+        Read their state after taking them: a change after that is in the next set.
+        """
+        changed, self._changed_peers = self._changed_peers, set()
         self._peers_changed = trio.Event()
+        return changed
+
+    def _on_peer_change(self, peer: ID) -> None:
+        self._changed_peers.add(str(peer.to_base58()))
+        self._peers_changed.set()
 
     def connected_peer_ids(self) -> list[str]:
         return [str(peer.to_base58()) for peer in self._libp2p.get_connected_peers()]

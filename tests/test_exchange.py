@@ -356,7 +356,7 @@ async def test_a_closing_tcp_listener_still_answers_for_its_addresses() -> None:
         listener.listeners[0].socket.close()
 
 
-async def test_peers_changed_is_set_as_a_connection_opens_and_as_it_closes() -> None:
+async def test_peer_changes_name_the_peer_as_its_connection_opens_and_closes() -> None:
     """What the network service waits on to publish peer events (instead of polling)."""
     server = Host(os.urandom(32), HostConfig(("/ip4/127.0.0.1/tcp/0",)))
     client = Host(os.urandom(32), HostConfig(("/ip4/127.0.0.1/tcp/0",)))
@@ -364,17 +364,20 @@ async def test_peers_changed_is_set_as_a_connection_opens_and_as_it_closes() -> 
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
             await nursery.start(client.run)
-            opened, before = server.peers_changed(), server.connected_peer_ids()
+            assert server.take_peer_changes() == set()
+            opened = server.peer_changes()
             assert not opened.is_set()
             await client.connect(server.listen_addrs()[0])
             await opened.wait()
-            assert before == []
-            assert server.connected_peer_ids() == [client.peer_id]
-            closed = server.peers_changed()
+            assert server.take_peer_changes() == {client.peer_id}
+            assert server.is_connected(client.peer_id)  # the state is current when notified
+            closed = server.peer_changes()
             assert closed is not opened
             assert not closed.is_set()
             await client.disconnect(server.peer_id)
             await closed.wait()
+            assert server.take_peer_changes() == {client.peer_id}
+            assert not server.is_connected(client.peer_id)
             assert server.connected_peer_ids() == []
             nursery.cancel_scope.cancel()
 

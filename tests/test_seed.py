@@ -7,6 +7,8 @@ store, real ``config.toml`` files and a real HTTP request. Every wait is bounded
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +28,7 @@ from node.config import (
 from node.daemon import Daemon, default_services
 from node.datadir import DataDir
 from node.gossip_service import GossipService
+from node.host import NETWORK_ERRORS, Host, HostConfig
 from node.metrics import render_metrics
 from node.replication import (
     RETRY_FAILED_AFTER,
@@ -435,4 +438,47 @@ async def test_sync_does_not_fetch_a_blocked_authors_records_again(tmp_path: Pat
             # Fetched again, they would have been refused again: 80.
             seed_stats = cast(dict[str, Any], daemon.statistics()["services"])["seed"]
             assert seed_stats["records_refused"] == 40
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_peer_events_follow_connections_and_a_blocked_peer_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """``peer.connected`` / ``peer.disconnected`` as connections open and close; none for
+    a blocked peer, which is disconnected as soon as it connects."""
+    blocked = Host(os.urandom(32), HostConfig(("/ip4/127.0.0.1/tcp/0",)))
+    friend = Host(os.urandom(32), HostConfig(("/ip4/127.0.0.1/tcp/0",)))
+    data_dir = DataDir(tmp_path / "seed")
+    data_dir.init(seed=SEED)
+    config = Config(
+        network=NetworkConfig(listen=("/ip4/127.0.0.1/tcp/0",)),
+        seed=SeedSettings(block_peers=(blocked.peer_id,)),
+    )
+    daemon = Daemon(data_dir, config, services=default_services())
+    events: list[tuple[str, object]] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            await nursery.start(blocked.run)
+            await nursery.start(friend.run)
+            assert daemon.node is not None
+            daemon.node.events.subscribe(
+                frozenset({"peer.connected", "peer.disconnected"}),
+                lambda event, data: events.append((event, data["peer_id"])),
+            )
+            address = cast(list[str], daemon.info()["listen_addrs"])[0]
+            await friend.connect(address)
+            await eventually(lambda: ("peer.connected", friend.peer_id) in events)
+            with contextlib.suppress(*NETWORK_ERRORS):
+                await blocked.connect(address)
+            await eventually(lambda: not blocked.connected_peer_ids())  # dropped by the seed
+            seed_stats = cast(dict[str, Any], daemon.statistics()["services"])["seed"]
+            assert seed_stats["peers_refused"] >= 1
+            await friend.disconnect(daemon.info()["peer_id"])  # type: ignore[arg-type]
+            await eventually(lambda: ("peer.disconnected", friend.peer_id) in events)
+            assert events == [
+                ("peer.connected", friend.peer_id),
+                ("peer.disconnected", friend.peer_id),
+            ]
             nursery.cancel_scope.cancel()
