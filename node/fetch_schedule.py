@@ -13,8 +13,16 @@ Invariants:
 * the *window* bounds memory: the expected bytes of all outstanding requests
   plus the bytes received and not yet stored never exceed ``window_bytes``
   (a request whose size is not known in advance counts as the largest block);
-  at one provider, outstanding requests never exceed ``peer_window_bytes``
-  nor ``max_requests_per_peer``; the end game's second requests count too;
+  at one provider, outstanding requests never exceed its own window nor
+  ``max_requests_per_peer``; the end game's second requests count too;
+* a provider's window follows its link: ``first_peer_window_bytes`` until
+  its rate is measured, then ``peer_window_round_trips`` times its
+  bandwidth-delay product (the rate it delivers times the shortest wait for
+  an answer seen, at least ``peer_window_min_wait``), within
+  ``first_peer_window_bytes`` and ``peer_window_bytes``: enough to keep its
+  link full, and not much more, so that no provider holds work that others
+  could do sooner (with one large window for all, the first provider took
+  the whole of a small file, and a slow one queued 16 MiB);
 * an answer for a CID that was not asked of that provider is a protocol
   error (``WireError``), never silently accepted;
 * a provider is never asked for a block it declined or corrupted.
@@ -37,7 +45,13 @@ class FetchLimits:
     """Bounds and timings of fetching. The defaults fill a loopback link."""
 
     window_bytes: int = 32 * MIB  # requested or received-not-stored, all providers together
-    peer_window_bytes: int = 16 * MIB  # requested from one provider and not yet answered
+    peer_window_bytes: int = 16 * MIB  # requested from one provider and not yet answered, at most
+    first_peer_window_bytes: int = 2 * MIB  # the same, before the provider's rate is measured
+    peer_window_round_trips: float = 4.0  # then: this many times its bandwidth-delay product
+    # ... counting a round trip as at least this long: on loopback and LANs the
+    # wait is mostly our own processing, and a shallower queue ran 5-10 % slower
+    # (measured on loopback; the large window comes back at this value)
+    peer_window_min_wait: float = 0.02
     max_requests_per_peer: int = 64
     max_peers: int = 8  # providers used at once
     stall_timeout: float = 5.0  # seconds a provider may owe answers and send nothing
@@ -72,15 +86,42 @@ class Item:
         return MAX_BLOCK_SIZE
 
 
+RATE_SAMPLE_BYTES = 1 * MIB  # a provider's rate is measured over this many bytes at a time
+
+
 @dataclass(slots=True, eq=False)
 class PeerState:
     peer_id: str
     last_answer: float
+    window: int  # the bytes it may owe: see the invariants
     asked: dict[Cid, Item] = field(default_factory=dict)
     asked_bytes: int = 0
     blocks: int = 0
     bytes: int = 0
     consecutive_dont_have: int = 0
+    rate: float = 0.0  # bytes per second it delivered while it owed something (0: not yet known)
+    min_wait: float = float("inf")  # the shortest time from asking to its answer (≈ a round trip)
+    sample_since: float | None = None  # start of the current rate sample; None while owed nothing
+    sample_bytes: int = 0
+
+    def on_delivered(self, size: int, now: float, limits: FetchLimits) -> None:
+        """Count ``size`` bytes answered; after each sample, set the window from the rate."""
+        if self.sample_since is None:
+            return
+        self.sample_bytes += size
+        elapsed = now - self.sample_since
+        if self.sample_bytes < RATE_SAMPLE_BYTES or elapsed <= 0:
+            return
+        sample = self.sample_bytes / elapsed
+        self.rate = sample if self.rate == 0 else (self.rate + sample) / 2
+        self.sample_since, self.sample_bytes = now, 0
+        wait = max(self.min_wait, limits.peer_window_min_wait)
+        wanted = self.rate * wait * limits.peer_window_round_trips
+        self.window = max(first_window(limits), min(int(wanted), limits.peer_window_bytes))
+
+
+def first_window(limits: FetchLimits) -> int:
+    return min(limits.first_peer_window_bytes, limits.peer_window_bytes)
 
 
 class FetchSchedule:
@@ -118,7 +159,7 @@ class FetchSchedule:
     # -- providers ------------------------------------------------------------
 
     def add_peer(self, peer_id: str, now: float) -> None:
-        self.peers[peer_id] = PeerState(peer_id, last_answer=now)
+        self.peers[peer_id] = PeerState(peer_id, last_answer=now, window=first_window(self.limits))
         # A block every provider declined may be had from the newcomer.
         self.ready.extendleft(reversed(self.unavailable))
         self.unavailable.clear()
@@ -160,7 +201,7 @@ class FetchSchedule:
         peer = self.peers[peer_id]
         limits = self.limits
         batch: list[Item] = []
-        if peer.asked_bytes > limits.peer_window_bytes // 2:
+        if peer.asked_bytes > peer.window // 2:
             # Top up a provider's queue only once it is half empty: one WANT of
             # many CIDs instead of one WANT (and one wake-up) per answer.
             return batch
@@ -199,13 +240,14 @@ class FetchSchedule:
         used = self.asked_bytes + self.storing_bytes
         return (
             (used == 0 or used + cost <= limits.window_bytes)
-            and (not peer.asked or peer.asked_bytes + cost <= limits.peer_window_bytes)
+            and (not peer.asked or peer.asked_bytes + cost <= peer.window)
             and len(peer.asked) < limits.max_requests_per_peer
         )
 
     def _ask(self, peer: PeerState, item: Item, now: float) -> None:
         if not peer.asked:
             peer.last_answer = now  # the stall clock starts when the peer owes something
+            peer.sample_since, peer.sample_bytes = now, 0  # and so does its rate's
         item.asked[peer.peer_id] = now
         peer.asked[item.cid] = item
         peer.asked_bytes += item.cost
@@ -213,20 +255,26 @@ class FetchSchedule:
 
     # -- answers --------------------------------------------------------------
 
-    def _answered(self, peer_id: str, cid: Cid, now: float, what: str) -> tuple[PeerState, Item]:
+    def _answered(
+        self, peer_id: str, cid: Cid, now: float, what: str, delivered: int = 0
+    ) -> tuple[PeerState, Item]:
         peer = self.peers.get(peer_id)
         item = peer.asked.pop(cid, None) if peer is not None else None
         if peer is None or item is None:
             raise WireError(f"unsolicited-{what}", str(cid))
-        item.asked.pop(peer_id, None)
+        asked_at = item.asked.pop(peer_id, now)
+        peer.min_wait = min(peer.min_wait, now - asked_at)
         peer.asked_bytes -= item.cost
         self.asked_bytes -= item.cost
         peer.last_answer = now
+        peer.on_delivered(delivered, now, self.limits)
+        if not peer.asked:
+            peer.sample_since = None  # owing nothing, it is not slow: stop timing it
         return peer, item
 
     def on_block(self, peer_id: str, cid: Cid, size: int, now: float) -> Item | None:
         """A provider sent ``cid``'s block: the item to verify and store, or None if a duplicate."""
-        peer, item = self._answered(peer_id, cid, now, "block")
+        peer, item = self._answered(peer_id, cid, now, "block", size)
         peer.consecutive_dont_have = 0
         peer.blocks += 1
         peer.bytes += size

@@ -76,7 +76,7 @@ async def wait_for_stdin_eof() -> None:
             pass
 
 
-async def child_serve(data_dir: Path) -> None:
+async def child_serve(data_dir: Path, listen: tuple[str, ...] = LISTEN) -> None:
     """A provider: serve the store of ``data_dir`` until stdin closes."""
     import trio
 
@@ -86,7 +86,7 @@ async def child_serve(data_dir: Path) -> None:
 
     directory = DataDir(data_dir)
     with Store(directory) as store:
-        network = Network(store, directory.load_identity().seed, NetworkConfig(listen_addrs=LISTEN))
+        network = Network(store, directory.load_identity().seed, NetworkConfig(listen_addrs=listen))
         async with trio.open_nursery() as nursery:
             await nursery.start(network.run)
             emit(event="listening", addr=network.listen_addrs()[0])
@@ -190,7 +190,7 @@ def run_child(arguments: argparse.Namespace) -> None:
 
     role = arguments.child
     if role == "serve":
-        trio.run(child_serve, Path(arguments.data_dir))
+        trio.run(child_serve, Path(arguments.data_dir), (arguments.listen,))
     elif role == "fetch":
         trio.run(child_fetch, Path(arguments.data_dir), arguments.providers, arguments.root)
     elif role == "raw-serve":
@@ -207,10 +207,12 @@ def run_child(arguments: argparse.Namespace) -> None:
 class Child:
     """A child process of this script and its JSON lines."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, namespace: str | None = None) -> None:
+        """Run this script with ``args`` (in network namespace ``namespace``, if given)."""
         self.spawned = time.perf_counter()
+        inside = ["ip", "netns", "exec", namespace] if namespace else []
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), *args],
+            [*inside, sys.executable, str(Path(__file__).resolve()), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -355,6 +357,7 @@ def main() -> None:
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--providers", nargs="*", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--listen", default=LISTEN[0], help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         run_child(arguments)

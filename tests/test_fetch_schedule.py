@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
-from node.fetch_schedule import FetchLimits, FetchSchedule
+from node.fetch_schedule import MIB, FetchLimits, FetchSchedule, Item
 from protocol.cid import Cid
 from protocol.content import CHUNK_SIZE, MAX_BLOCK_SIZE
 from protocol.wire import WireError
@@ -110,3 +112,85 @@ def test_answers_nobody_asked_for_are_protocol_errors() -> None:
         schedule.on_block("p", leaf(99), 10, 0.1)
     with pytest.raises(WireError, match="unsolicited-dont-have"):
         schedule.on_dont_have("stranger", leaf(0), 0.1)
+
+
+def test_a_provider_is_first_asked_for_its_first_window_only() -> None:
+    """So that the first provider to answer cannot take the whole of a small file."""
+    schedule = schedule_of(16)  # 4 MiB
+    schedule.add_peer("first", 0.0)
+    schedule.add_peer("second", 0.0)
+    first = schedule.take_work("first", 0.0, walk_done=True)
+    assert len(first) * CHUNK_SIZE == FetchLimits().first_peer_window_bytes  # 2 MiB
+    assert len(schedule.take_work("second", 0.0, walk_done=True)) == 8  # the other half
+
+
+def answer(schedule: FetchSchedule, peer: str, items: list[Item], start: float, gap: float) -> None:
+    """``peer`` answers ``items`` one every ``gap`` seconds from ``start``; all are stored."""
+    for n, item in enumerate(items):
+        stored = schedule.on_block(peer, item.cid, CHUNK_SIZE, start + n * gap)
+        assert stored is not None
+        schedule.on_stored(stored, CHUNK_SIZE)
+
+
+def fetch_over_a_link(blocks: int, gap: float, wait: float) -> tuple[FetchSchedule, float]:
+    """One provider behind a link that sends a block every ``gap`` seconds and answers
+    ``wait`` seconds after being asked at the soonest; asked as the schedule says.
+    Returns the schedule and when the last block arrived."""
+    schedule = schedule_of(blocks)
+    schedule.add_peer("p", 0.0)
+    queue = deque((item, 0.0) for item in schedule.take_work("p", 0.0, walk_done=False))
+    now = 0.0
+    while queue:
+        item, asked_at = queue.popleft()
+        now = max(asked_at + wait, now + gap)
+        stored = schedule.on_block("p", item.cid, CHUNK_SIZE, now)
+        assert stored is not None
+        schedule.on_stored(stored, CHUNK_SIZE)
+        queue.extend((new, now) for new in schedule.take_work("p", now, walk_done=False))
+    assert schedule.finished
+    return schedule, now
+
+
+@pytest.mark.parametrize(
+    ("gap", "wait", "window"),
+    [
+        # 26 MB/s, 10 ms round trip (counted as 20): 4 x 524 KB is the first window.
+        (0.010, 0.010, 2 * MIB),
+        # 6.6 MB/s, 100 ms: 4 x 655 KB.
+        (0.040, 0.100, 4 * CHUNK_SIZE / 0.040 * 0.100),
+        # 65 MB/s, 30 ms: 4 x 2 MB.
+        (0.004, 0.030, 4 * CHUNK_SIZE / 0.004 * 0.030),
+        # 262 MB/s, 2 ms (loopback: counted as 20 ms): 4 x 5 MB, over the cap of 16 MiB.
+        (0.001, 0.002, 16 * MIB),
+        # 2.6 GB/s, 50 ms: far beyond the cap.
+        (0.0001, 0.050, 16 * MIB),
+    ],
+)
+def test_a_providers_window_becomes_four_bandwidth_delay_products(
+    gap: float, wait: float, window: float
+) -> None:
+    schedule, _ = fetch_over_a_link(400, gap, wait)
+    peer = schedule.peers["p"]
+    assert peer.min_wait == pytest.approx(wait)
+    if window < 16 * MIB:  # (capped, the window rather than the link sets the pace)
+        assert peer.rate == pytest.approx(CHUNK_SIZE / gap, rel=0.05)
+    assert peer.window == pytest.approx(window, rel=0.05)
+
+
+@pytest.mark.parametrize(("gap", "wait"), [(0.010, 0.010), (0.001, 0.005), (0.001, 0.020)])
+def test_the_window_keeps_the_link_full(gap: float, wait: float) -> None:
+    _, finished = fetch_over_a_link(400, gap, wait)
+    assert finished < (400 * gap + wait) * 1.05  # the link never waited for a request
+
+
+def test_an_idle_provider_is_not_timed() -> None:
+    """A provider that owed nothing for a while is not slow: the gap does not count."""
+    schedule = schedule_of(40)
+    schedule.add_peer("p", 0.0)
+    asked = schedule.take_work("p", 0.0, walk_done=False)
+    answer(schedule, "p", asked[:2], 0.001, 0.001)
+    answer(schedule, "p", asked[2:], 0.003, 0.001)  # owes nothing now
+    rate = schedule.peers["p"].rate
+    later = schedule.take_work("p", 10.0, walk_done=False)  # ten seconds idle
+    answer(schedule, "p", later[:5], 10.001, 0.001)
+    assert schedule.peers["p"].rate == pytest.approx(rate, rel=0.5)

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Fetching over rate-limited links (issue 3): three providers against one when links are the limit.
+
+On loopback every process shares the same two cores, so extra providers add
+CPU rather than capacity (``scripts/bench_transfer.py`` measures that case).
+Here each provider process runs in a network namespace of its own, joined to
+this one by a veth link whose provider end sends at most ``--mbit`` Mbit/s
+(``tc`` token bucket), as a provider behind its uplink would. Printed,
+measured in this run (each the median of ``--repeat`` runs, one and three
+providers interleaved; every run's figures go to stderr):
+
+* MB/s of fetching a ``--mib`` MiB file from one provider, against the
+  link's rate (for reference: how much of its link one provider fills);
+* MB/s from three providers against one; target >= 1x (the issue's target,
+  with the links as the limit).
+
+Needs root and iproute2 (``ip``, ``tc``); without them it says why in its one
+row. Everything it creates is named with a prefix unique to the run and is
+removed at the end, whatever happens. It uses only those namespaces.
+
+Usage: .venv/bin/python scripts/bench_links.py [--mib 64] [--mbit 200] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_transfer as transfer  # its child processes and helpers
+
+PROVIDERS = 3
+SUBNET = "10.213"  # provider i is 10.213.i.2, this namespace's end of its link 10.213.i.1
+TABLE_HEADER = "| figure | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|"
+
+
+def run(*command: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
+
+
+@contextmanager
+def provider_links(count: int, mbit: int) -> Iterator[list[str]]:
+    """``count`` namespaces, each linked to this one at ``mbit`` Mbit/s out; their names."""
+    prefix = f"rmxl{os.getpid() % 100_000}"
+    namespaces: list[str] = []
+    links: list[str] = []
+    try:
+        for index in range(count):
+            namespace, here, there = f"{prefix}n{index}", f"{prefix}h{index}", f"{prefix}p{index}"
+            run("ip", "netns", "add", namespace)
+            namespaces.append(namespace)
+            run("ip", "link", "add", here, "type", "veth", "peer", "name", there)
+            links.append(here)
+            run("ip", "link", "set", there, "netns", namespace)
+            run("ip", "addr", "add", f"{SUBNET}.{index}.1/30", "dev", here)
+            run("ip", "link", "set", here, "up")
+            inside = ("ip", "netns", "exec", namespace)
+            run(*inside, "ip", "addr", "add", f"{SUBNET}.{index}.2/30", "dev", there)
+            run(*inside, "ip", "link", "set", there, "up")
+            run(*inside, "ip", "link", "set", "lo", "up")
+            run(*inside, "tc", "qdisc", "add", "dev", there, "root", "tbf",
+                "rate", f"{mbit}mbit", "burst", "256kb", "latency", "200ms")  # fmt: skip
+        yield namespaces
+    finally:
+        for link in links:  # deleting one end of a veth pair deletes both
+            subprocess.run(
+                ["ip", "link", "del", link], capture_output=True, timeout=30, check=False
+            )
+        for namespace in namespaces:
+            subprocess.run(
+                ["ip", "netns", "del", namespace], capture_output=True, timeout=30, check=False
+            )
+
+
+def serve(data_dir: Path, listen: str, namespace: str) -> transfer.Child:
+    """A provider process (``bench_transfer``'s) serving ``data_dir`` inside ``namespace``."""
+    arguments = ("--child", "serve", "--data-dir", str(data_dir), "--listen", listen)
+    return transfer.Child(*arguments, namespace=namespace)
+
+
+def why_not() -> str | None:
+    """Why this machine cannot run the benchmark, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+    if missing:
+        return f"needs iproute2 ({', '.join(missing)} not found)"
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=64)
+    parser.add_argument("--mbit", type=int, default=200, help="each provider's link, Mbit/s")
+    parser.add_argument("--repeat", type=int, default=3)
+    arguments = parser.parse_args()
+    if arguments.mib < 1 or arguments.mbit < 1 or arguments.repeat < 1:
+        parser.error("--mib, --mbit and --repeat must be at least 1")
+
+    reason = why_not()
+    if reason is not None:
+        print(f"bench_links: skipped: {reason}", file=sys.stderr)
+        print(TABLE_HEADER)
+        print(f"| fetch over rate-limited links | - | - | - | skipped: {reason} | - |")
+        return
+
+    link_rate = arguments.mbit * 1e6 / 8 / 1e6  # MB/s
+    with tempfile.TemporaryDirectory(prefix="remixnet-links-") as tmp:
+        work = Path(tmp)
+        log = sys.stderr
+        print(f"preparing {PROVIDERS} providers of {arguments.mib} MiB", file=log)
+        transfer.write_random(work / "file.bin", arguments.mib * transfer.MIB)
+        root = transfer.prepare_provider(work / "p0", work / "file.bin")
+        for index in range(1, PROVIDERS):
+            transfer.copy_provider(work / "p0", work / f"p{index}")
+        os.sync()
+        with provider_links(PROVIDERS, arguments.mbit) as namespaces:
+            servers = [
+                serve(work / f"p{index}", f"/ip4/{SUBNET}.{index}.2/tcp/0", namespace)
+                for index, namespace in enumerate(namespaces)
+            ]
+            try:
+                addrs = [server.read("listening")["addr"] for server in servers]
+                print(f"one and {PROVIDERS} providers at {arguments.mbit} Mbit/s each", file=log)
+                transfer.fetch_once(work, addrs[:1], root, "warm-up", servers[:1])
+                one, three = [], []
+                for n in range(arguments.repeat):
+                    one.append(transfer.fetch_once(work, addrs[:1], root, f"1-{n}", servers[:1]))
+                    three.append(transfer.fetch_once(work, addrs, root, f"3-{n}", servers))
+            finally:
+                for server in servers:
+                    server.finish()
+
+    print(f"1 provider MB/s: {transfer.rates(one)}", file=log)
+    print(f"{PROVIDERS} providers MB/s: {transfer.rates(three)}", file=log)
+    spread = [sorted(result["bytes_by_peer"].values()) for result in three]
+    print(f"{PROVIDERS}-provider bytes per provider: {spread}", file=log)
+    print(f"{PROVIDERS}-provider duplicate blocks: {[r['duplicates'] for r in three]}", file=log)
+    one_rate = statistics.median(transfer.rates(one))
+    three_rate = statistics.median(transfer.rates(three))
+    mib, mbit = arguments.mib, arguments.mbit
+    print(TABLE_HEADER)
+    print(
+        f"| fetch {mib} MiB over a {mbit} Mbit/s link, 1 provider (MB/s) | {one_rate:.1f} | "
+        f"{link_rate:.1f} (the link) | {one_rate / link_rate:.2f} | (reference) | - |"
+    )
+    ratio = three_rate / one_rate
+    print(
+        f"| fetch {mib} MiB, {PROVIDERS} providers vs 1, {mbit} Mbit/s links (MB/s) | "
+        f"{three_rate:.1f} | {one_rate:.1f} (1 provider) | {ratio:.2f} | ratio >= 1.00 | "
+        f"{'yes' if ratio >= 1.0 else 'no'} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
