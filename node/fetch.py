@@ -21,7 +21,8 @@ Invariants:
 * a provider with requests outstanding that answers nothing for
   ``stall_timeout`` is dropped and its requests go to the others; one that
   disconnects, aborts or breaks the protocol likewise; at the end, requests
-  outstanding for ``endgame_after`` are also asked of an idle provider;
+  another provider owes are also asked of an idle one (the end game of
+  ``node.fetch_schedule``), which wakes when they come due;
 * a block the store already has is never requested; the result counts them
   (``blocks_present``), so an interrupted fetch resumes where it stopped.
 """
@@ -29,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
@@ -458,7 +460,13 @@ class _Session:
                 peer_id, trio.current_time(), walk_done=not self.frontier
             )
             if not batch:
-                await self.work[peer_id].wait()
+                # Idle at the end: wake when a request owed by another provider
+                # may be asked here too, if nothing wakes this sender before.
+                endgame = self.schedule.endgame_at(peer_id) if not self.frontier else None
+                if endgame is None or endgame <= trio.current_time():
+                    endgame = math.inf  # (due already: a window holds it back, answers wake it)
+                with trio.move_on_at(endgame):
+                    await self.work[peer_id].wait()
                 continue
             if self._ready_runs_low():
                 self._wake_walk()

@@ -18,11 +18,15 @@ Invariants:
 * a provider's window follows its link: ``first_peer_window_bytes`` until
   its rate is measured, then ``peer_window_round_trips`` times its
   bandwidth-delay product (the rate it delivers times the shortest wait for
-  an answer seen, at least ``peer_window_min_wait``), within
-  ``first_peer_window_bytes`` and ``peer_window_bytes``: enough to keep its
-  link full, and not much more, so that no provider holds work that others
-  could do sooner (with one large window for all, the first provider took
-  the whole of a small file, and a slow one queued 16 MiB);
+  an answer seen, at least ``peer_window_min_wait``), up to
+  ``peer_window_bytes``: enough to keep its link full, and not much more, so
+  that no provider holds work that others could do sooner (with one large
+  window for all, the first provider took the whole of a small file, and a
+  slow one queued 16 MiB);
+* the end game: once the walk is done and nothing is left to ask, an idle
+  provider is also asked for what another owes, after ``endgame_after``, or
+  at once when that other delivers at under a quarter of its rate; the first
+  answer wins;
 * an answer for a CID that was not asked of that provider is a protocol
   error (``WireError``), never silently accepted;
 * a provider is never asked for a block it declined or corrupted.
@@ -55,7 +59,7 @@ class FetchLimits:
     max_requests_per_peer: int = 64
     max_peers: int = 8  # providers used at once
     stall_timeout: float = 5.0  # seconds a provider may owe answers and send nothing
-    endgame_after: float = 1.0  # seconds before a request may also go to an idle provider
+    endgame_after: float = 0.25  # seconds before a request may also go to an idle provider
     connect_timeout: float = 10.0
     retry_peer_after: float = 5.0  # seconds before a provider that failed is tried again
     provider_search_interval: float = 10.0  # seconds between DHT lookups while short of providers
@@ -87,6 +91,7 @@ class Item:
 
 
 RATE_SAMPLE_BYTES = 1 * MIB  # a provider's rate is measured over this many bytes at a time
+SLOW_PROVIDER_FACTOR = 4  # a provider this many times slower than another is not waited for
 
 
 @dataclass(slots=True, eq=False)
@@ -117,7 +122,7 @@ class PeerState:
         self.sample_since, self.sample_bytes = now, 0
         wait = max(self.min_wait, limits.peer_window_min_wait)
         wanted = self.rate * wait * limits.peer_window_round_trips
-        self.window = max(first_window(limits), min(int(wanted), limits.peer_window_bytes))
+        self.window = min(int(wanted), limits.peer_window_bytes)  # (one block is always allowed)
 
 
 def first_window(limits: FetchLimits) -> int:
@@ -195,11 +200,10 @@ class FetchSchedule:
         """Blocks to ask ``peer_id`` for now (at most one WANT's worth), within the windows.
 
         ``walk_done``: the walk has found every block; then, with nothing new
-        to ask, requests another provider has owed for ``endgame_after`` are
-        asked of this one too (the end game).
+        to ask, requests another provider owes are asked of this one too once
+        due (the end game: see ``_endgame_due``).
         """
         peer = self.peers[peer_id]
-        limits = self.limits
         batch: list[Item] = []
         if peer.asked_bytes > peer.window // 2:
             # Top up a provider's queue only once it is half empty: one WANT of
@@ -222,17 +226,36 @@ class FetchSchedule:
             for item in list(self.in_flight):
                 if len(batch) == MAX_CIDS_PER_WANT:
                     break
-                if (
-                    len(item.asked) == 1
-                    and not item.storing
-                    and peer_id not in item.asked
-                    and peer_id not in item.declined
-                    and now - min(item.asked.values()) >= limits.endgame_after
-                    and self._fits(peer, item)
-                ):
+                due = self._endgame_due(peer, item)
+                if due is not None and due <= now and self._fits(peer, item):
                     self._ask(peer, item, now)
                     batch.append(item)
         return batch
+
+    def endgame_at(self, peer_id: str) -> float | None:
+        """When the first request another provider owes may also be asked of ``peer_id``."""
+        peer = self.peers[peer_id]
+        times = [
+            due for item in self.in_flight if (due := self._endgame_due(peer, item)) is not None
+        ]
+        return min(times, default=None)
+
+    def _endgame_due(self, peer: PeerState, item: Item) -> float | None:
+        """When ``item`` may also be asked of ``peer`` in the end game (None: not at all).
+
+        After ``endgame_after``; at once if the provider that owes it delivers
+        at under a quarter of ``peer``'s rate (both measured): a slow provider's
+        last blocks are not waited for.
+        """
+        if len(item.asked) != 1 or item.storing or peer.peer_id in item.declined:
+            return None
+        ((holder_id, asked_at),) = item.asked.items()
+        if holder_id == peer.peer_id:
+            return None
+        holder = self.peers.get(holder_id)
+        if holder is not None and 0 < holder.rate * SLOW_PROVIDER_FACTOR < peer.rate:
+            return asked_at
+        return asked_at + self.limits.endgame_after
 
     def _fits(self, peer: PeerState, item: Item) -> bool:
         limits = self.limits

@@ -194,3 +194,22 @@ def test_an_idle_provider_is_not_timed() -> None:
     later = schedule.take_work("p", 10.0, walk_done=False)  # ten seconds idle
     answer(schedule, "p", later[:5], 10.001, 0.001)
     assert schedule.peers["p"].rate == pytest.approx(rate, rel=0.5)
+
+
+def test_the_end_game_does_not_wait_for_a_much_slower_provider() -> None:
+    schedule = schedule_of(4, endgame_after=1.0)
+    schedule.add_peer("slow", 0.0)
+    schedule.add_peer("fast", 0.0)
+    owed = schedule.take_work("slow", 0.0, walk_done=True)
+    assert len(owed) == 4
+    assert schedule.endgame_at("fast") == 1.0  # neither rate known: the usual wait
+    schedule.peers["slow"].rate = 2e6  # as measured from their answers
+    schedule.peers["fast"].rate = 5e6  # not four times faster: still the usual wait
+    assert schedule.take_work("fast", 0.1, walk_done=True) == []
+    schedule.peers["fast"].rate = 9e6  # over four times faster: at once
+    assert schedule.endgame_at("fast") == 0.0
+    assert {i.cid for i in schedule.take_work("fast", 0.1, walk_done=True)} == {
+        item.cid for item in owed
+    }
+    assert schedule.endgame_at("fast") is None  # both owe them now
+    assert schedule.take_work("slow", 0.2, walk_done=True) == []  # never back to the slow one
