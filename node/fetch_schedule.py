@@ -25,8 +25,8 @@ Invariants:
   slow one queued 16 MiB);
 * the end game: once the walk is done and nothing is left to ask, an idle
   provider is also asked for what another owes, after ``endgame_after``, or
-  at once when that other delivers at under a quarter of its rate; the first
-  answer wins;
+  after four of its round trips when that other delivers at under a quarter
+  of its rate; the first answer wins;
 * an answer for a CID that was not asked of that provider is a protocol
   error (``WireError``), never silently accepted;
 * a provider is never asked for a block it declined or corrupted.
@@ -243,9 +243,11 @@ class FetchSchedule:
     def _endgame_due(self, peer: PeerState, item: Item) -> float | None:
         """When ``item`` may also be asked of ``peer`` in the end game (None: not at all).
 
-        After ``endgame_after``; at once if the provider that owes it delivers
-        at under a quarter of ``peer``'s rate (both measured): a slow provider's
-        last blocks are not waited for.
+        After ``endgame_after``; sooner, after four of ``peer``'s round trips,
+        if the provider that owes it delivers at under a quarter of ``peer``'s
+        rate (both measured): a slow provider's last blocks are not waited for.
+        (Not at once: on a busy machine one rate sample can be far off, and
+        each false alarm fetches blocks twice.)
         """
         if len(item.asked) != 1 or item.storing or peer.peer_id in item.declined:
             return None
@@ -253,9 +255,11 @@ class FetchSchedule:
         if holder_id == peer.peer_id:
             return None
         holder = self.peers.get(holder_id)
+        limits = self.limits
         if holder is not None and 0 < holder.rate * SLOW_PROVIDER_FACTOR < peer.rate:
-            return asked_at
-        return asked_at + self.limits.endgame_after
+            round_trip = max(peer.min_wait, limits.peer_window_min_wait)
+            return asked_at + min(limits.endgame_after, limits.peer_window_round_trips * round_trip)
+        return asked_at + limits.endgame_after
 
     def _fits(self, peer: PeerState, item: Item) -> bool:
         limits = self.limits

@@ -206,9 +206,11 @@ def test_the_end_game_does_not_wait_for_a_much_slower_provider() -> None:
     schedule.peers["slow"].rate = 2e6  # as measured from their answers
     schedule.peers["fast"].rate = 5e6  # not four times faster: still the usual wait
     assert schedule.take_work("fast", 0.1, walk_done=True) == []
-    schedule.peers["fast"].rate = 9e6  # over four times faster: at once
-    assert schedule.endgame_at("fast") == 0.0
-    assert {i.cid for i in schedule.take_work("fast", 0.1, walk_done=True)} == {
+    schedule.peers["fast"].rate = 9e6  # over four times faster: after 4 of its round trips
+    schedule.peers["fast"].min_wait = 0.03
+    assert schedule.endgame_at("fast") == pytest.approx(0.12)
+    assert schedule.take_work("fast", 0.1, walk_done=True) == []
+    assert {i.cid for i in schedule.take_work("fast", 0.13, walk_done=True)} == {
         item.cid for item in owed
     }
     assert schedule.endgame_at("fast") is None  # both owe them now
