@@ -114,7 +114,7 @@ class PeerBans:
 
 
 def refuse_nothing(item: object) -> bool:
-    """The default of the seed-policy hooks (refuses_peer, refuses_block): refuse nothing."""
+    """The default of the seed-policy hooks (refuses_peer, refuses_block, skips_record): none."""
     return False
 
 

@@ -383,7 +383,7 @@ class SeedPolicies:
 
     def refuses_block(self, cid: Cid) -> bool:
         """Whether the block ``cid`` must not be served (a blocked author's record or content)."""
-        if cid in self._refused:
+        if self.refused_already(cid):
             self._stats["blocks_refused"] += 1
             return True
         return False

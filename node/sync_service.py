@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from node.exchange import refuse_nothing
 from node.host import NETWORK_ERRORS, DialError, Host, QuietNotifee, Stream
 from node.store import Store
 from protocol.cid import Cid
@@ -164,7 +165,7 @@ class SyncService:
         self.validate = validate
         self.config = config
         self.strike = strike
-        self.skips_record: Callable[[Cid], bool] = _skip_nothing  # set by the seed policies
+        self.skips_record: Callable[[Cid], bool] = refuse_nothing  # set by the seed policies
         self._stats: Counter[str] = Counter()
         self._active: set[str] = set()  # peers with a session running
         self._connected_send, self._connected_recv = trio.open_memory_channel[str](256)
@@ -430,10 +431,6 @@ class SyncService:
             "peer_errors",
         )
         return {key: self._stats[key] for key in sorted({*keys, *self._stats})}
-
-
-def _skip_nothing(cid: Cid) -> bool:
-    return False
 
 
 class _Connected(QuietNotifee):
