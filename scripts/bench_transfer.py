@@ -275,18 +275,27 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def run_client(servers: Sequence[Child], *args: str) -> dict[str, Any]:
+    """A client child's ``fetched`` report, with the CPU seconds ``servers`` used meanwhile."""
+
+    def served() -> float:
+        return sum(cpu_seconds(server.process.pid) for server in servers)
+
+    served_before = served()
+    client = Child(*args)
+    result = client.read("fetched")
+    result["server_cpu"] = served() - served_before
+    client.finish()
+    return result
+
+
 def fetch_once(
     work: Path, providers: list[str], root: str, run: str, servers: Sequence[Child] = ()
 ) -> dict[str, Any]:
-    served_before = sum(cpu_seconds(server.process.pid) for server in servers)
-    child = Child(
-        "--child", "fetch", "--data-dir", str(work / f"fetch-{run}"), "--root", root,
+    result = run_client(
+        servers, "--child", "fetch", "--data-dir", str(work / f"fetch-{run}"), "--root", root,
         "--providers", *providers,
     )  # fmt: skip
-    result = child.read("fetched")
-    served = sum(cpu_seconds(server.process.pid) for server in servers)
-    result["server_cpu"] = served - served_before
-    child.finish()
     shutil.rmtree(work / f"fetch-{run}")
     # Commit the deletion now: on this filesystem (mounted with discard) the
     # next fsync would otherwise carry it, and the next run (or the required
@@ -297,12 +306,7 @@ def fetch_once(
 
 def raw_once(address: str, size: int, server: Child) -> dict[str, Any]:
     """One raw-stream run, with the CPU seconds of both processes."""
-    served_before = cpu_seconds(server.process.pid)
-    client = Child("--child", "raw-fetch", "--providers", address, "--size", str(size))
-    result = client.read("fetched")
-    result["server_cpu"] = cpu_seconds(server.process.pid) - served_before
-    client.finish()
-    return result
+    return run_client([server], "--child", "raw-fetch", "--providers", address, "--size", str(size))
 
 
 def required_work_cpu(work: Path, size: int) -> dict[str, float]:
