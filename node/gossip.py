@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -179,6 +180,10 @@ class GossipConfig:
     own_records_poll: float = 5.0
 
 
+# The topics named by the hello packet this task sends (see _ValidatingPubsub).
+_hello_topics: ContextVar[frozenset[str] | None] = ContextVar("hello_topics", default=None)
+
+
 class _ValidatingPubsub(Pubsub):
     """Pubsub that validates every message with one validator and delivers to one callback.
 
@@ -198,6 +203,30 @@ class _ValidatingPubsub(Pubsub):
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         if any(topic in self.topic_ids for topic in publish_message.topicIDs):
             self.deliver(publish_message)
+
+    # EDGE: ``_handle_new_peer`` builds the hello (our topics) before it awaits
+    # the hello's write, and registers the peer only after that; ``subscribe``
+    # and ``unsubscribe`` tell the registered peers only. A topic joined or left
+    # in between was told to nobody, so that peer never learnt of it (seen in CI:
+    # a collab followed right after ``peers.connect``). The hello's topics are
+    # kept per task, and once the peer is registered it is sent what changed.
+
+    def get_hello_packet(self) -> rpc_pb2.RPC:
+        packet = super().get_hello_packet()
+        _hello_topics.set(frozenset(self.topic_ids))
+        return packet
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        _hello_topics.set(None)
+        await super()._handle_new_peer(peer_id)
+        told = _hello_topics.get()
+        queue = self.peer_queues.get(peer_id)
+        if told is None or queue is None:
+            return  # the peer was registered already, or not at all
+        now = frozenset(self.topic_ids)
+        for topic in sorted(now ^ told):  # what subscribe / unsubscribe would have sent it
+            packet, change = self._build_announce_rpc(topic, subscribe=topic in now)
+            self._enqueue_or_retry_announce(peer_id, queue, packet, change)
 
 
 class Gossip:

@@ -371,6 +371,51 @@ def knows_subscribed(publisher: Gossip, peer_id: str, topic: str) -> bool:
     return any(str(peer.to_base58()) == peer_id for peer in peers)
 
 
+async def test_topics_joined_or_left_while_a_peer_is_added_reach_it(tmp_path: Path) -> None:
+    """EDGE (py-libp2p): a subscription changed between B's hello and B's registering A
+    was told to nobody. B's hello to A is held until B has joined one topic and left another."""
+    async with nodes(tmp_path) as started:
+        a = await started.start("a")
+        b = await started.start("b")
+        joined, left = collab_topic(collab_record(a.identity).id), "remixnet/test/left"
+        await b.gossip.pubsub.subscribe(left)
+        hello_held, release = trio.Event(), trio.Event()
+        libp2p_host = b.gossip.pubsub.host
+        open_stream = libp2p_host.new_stream
+
+        async def hold_the_hello(peer_id: Any, protocols: Sequence[Any]) -> Any:
+            stream = await open_stream(peer_id, protocols)
+            if list(protocols) != list(b.gossip.pubsub.protocols):
+                return stream
+            write = stream.write
+
+            async def held_write(data: bytes) -> None:
+                setattr(stream, "write", write)  # noqa: B010 - only the hello is held
+                hello_held.set()
+                await release.wait()
+                await write(data)
+
+            setattr(stream, "write", held_write)  # noqa: B010
+            return stream
+
+        setattr(libp2p_host, "new_stream", hold_the_hello)  # noqa: B010
+        with trio.fail_after(10):
+            await a.host.connect(b.addr)
+            await hello_held.wait()
+        await b.gossip.pubsub.subscribe(joined)
+        await b.gossip.pubsub.unsubscribe(left)
+        release.set()
+        # B sends "joined" after its hello (which names "left"), and "left" after "joined".
+        await eventually(
+            lambda: (
+                knows_subscribed(a.gossip, b.peer_id, joined)
+                and not knows_subscribed(a.gossip, b.peer_id, left)
+            ),
+            seconds=5,
+        )
+        assert knows_subscribed(a.gossip, b.peer_id, ANNOUNCE_TOPIC)
+
+
 @pytest.mark.slow
 async def test_a_followed_collab_brings_its_contributions_until_unfollowed(
     tmp_path: Path,
