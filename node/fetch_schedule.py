@@ -25,8 +25,9 @@ Invariants:
   slow one queued 16 MiB);
 * the end game: once the walk is done and nothing is left to ask, an idle
   provider is also asked for what another owes, after ``endgame_after``, or
-  after four of its round trips when that other delivers at under a quarter
-  of its rate; the first answer wins;
+  after four of its round trips when that other is known to deliver at under
+  a quarter of its rate (measured, or, before that, bounded by what it has
+  delivered so far); the first answer wins;
 * an answer for a CID that was not asked of that provider is a protocol
   error (``WireError``), never silently accepted;
 * a provider is never asked for a block it declined or corrupted.
@@ -34,6 +35,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -123,6 +125,18 @@ class PeerState:
         wait = max(self.min_wait, limits.peer_window_min_wait)
         wanted = self.rate * wait * limits.peer_window_round_trips
         self.window = min(int(wanted), limits.peer_window_bytes)  # (one block is always allowed)
+
+    def slow_since(self, rate: float) -> float | None:
+        """From when this provider is known to deliver under ``rate / SLOW_PROVIDER_FACTOR``
+        (None: it is not known to). Before its rate is measured, it is known once
+        what it delivered since first asked, and one block more, is too little for
+        the time: so a slow provider's first window is not waited for either."""
+        if self.rate > 0:
+            return -math.inf if self.rate * SLOW_PROVIDER_FACTOR < rate else None
+        if self.sample_since is None or not self.asked or rate <= 0:
+            return None
+        next_block = self.asked_bytes / len(self.asked)
+        return self.sample_since + SLOW_PROVIDER_FACTOR * (self.sample_bytes + next_block) / rate
 
 
 def first_window(limits: FetchLimits) -> int:
@@ -244,22 +258,25 @@ class FetchSchedule:
         """When ``item`` may also be asked of ``peer`` in the end game (None: not at all).
 
         After ``endgame_after``; sooner, after four of ``peer``'s round trips,
-        if the provider that owes it delivers at under a quarter of ``peer``'s
-        rate (both measured): a slow provider's last blocks are not waited for.
-        (Not at once: on a busy machine one rate sample can be far off, and
-        each false alarm fetches blocks twice.)
+        if the provider that owes it is known to deliver at under a quarter of
+        ``peer``'s measured rate (``PeerState.slow_since``): a slow provider's
+        last blocks are not waited for. (Not at once: on a busy machine one
+        rate sample can be far off, and each false alarm fetches blocks twice.)
         """
         if len(item.asked) != 1 or item.storing or peer.peer_id in item.declined:
             return None
         ((holder_id, asked_at),) = item.asked.items()
         if holder_id == peer.peer_id:
             return None
-        holder = self.peers.get(holder_id)
         limits = self.limits
-        if holder is not None and 0 < holder.rate * SLOW_PROVIDER_FACTOR < peer.rate:
-            round_trip = max(peer.min_wait, limits.peer_window_min_wait)
-            return asked_at + min(limits.endgame_after, limits.peer_window_round_trips * round_trip)
-        return asked_at + limits.endgame_after
+        due = asked_at + limits.endgame_after
+        holder = self.peers.get(holder_id)
+        slow_since = holder.slow_since(peer.rate) if holder is not None else None
+        if slow_since is None:
+            return due
+        round_trip = max(peer.min_wait, limits.peer_window_min_wait)
+        sooner = asked_at + limits.peer_window_round_trips * round_trip
+        return min(due, max(sooner, slow_since))
 
     def _fits(self, peer: PeerState, item: Item) -> bool:
         limits = self.limits

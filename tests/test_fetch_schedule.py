@@ -215,3 +215,37 @@ def test_the_end_game_does_not_wait_for_a_much_slower_provider() -> None:
     }
     assert schedule.endgame_at("fast") is None  # both owe them now
     assert schedule.take_work("slow", 0.2, walk_done=True) == []  # never back to the slow one
+
+
+def test_the_end_game_does_not_wait_for_a_slow_providers_first_window() -> None:
+    """Before a slow provider's rate is measured, what it delivered so far bounds it."""
+    schedule = schedule_of(8, endgame_after=1.0)
+    schedule.add_peer("slow", 0.0)
+    schedule.add_peer("fast", 0.0)
+    owed = schedule.take_work("slow", 0.0, walk_done=True)  # all 8 blocks, 2 MiB
+    assert len(owed) == 8
+    fast = schedule.peers["fast"]
+    fast.rate, fast.min_wait = 26e6, 0.01  # measured on earlier blocks: 10 ms a block
+    # Had "slow" delivered a block right now, 262 KB in 40 ms would be a quarter of
+    # 26 MB/s; but the fast one waits four of its round trips (20 ms at the least).
+    assert 4 * CHUNK_SIZE / 26e6 < 0.08
+    assert schedule.endgame_at("fast") == pytest.approx(0.08)
+    assert schedule.take_work("fast", 0.05, walk_done=True) == []
+    answer(schedule, "slow", owed[:1], 0.06, 0)  # one block: 524 KB would take until 81 ms
+    assert schedule.endgame_at("fast") == pytest.approx(4 * 2 * CHUNK_SIZE / 26e6)
+    assert schedule.take_work("fast", 0.08, walk_done=True) == []
+    assert len(schedule.take_work("fast", 0.085, walk_done=True)) == 7
+
+
+def test_a_provider_that_keeps_up_is_not_taken_for_slow() -> None:
+    schedule = schedule_of(8, endgame_after=1.0)
+    schedule.add_peer("p", 0.0)
+    schedule.add_peer("idle", 0.0)
+    owed = schedule.take_work("p", 0.0, walk_done=True)
+    idle = schedule.peers["idle"]
+    idle.rate, idle.min_wait = 26e6, 0.01
+    answer(schedule, "p", owed[:3], 0.001, 0.001)  # 262 MB/s, not yet measured
+    assert schedule.endgame_at("idle") == pytest.approx(4 * 4 * CHUNK_SIZE / 26e6)
+    assert schedule.take_work("idle", 0.1, walk_done=True) == []
+    answer(schedule, "p", owed[3:4], 0.004, 0)  # its first 1 MiB: measured, and fast
+    assert schedule.endgame_at("idle") == 1.0
