@@ -416,6 +416,33 @@ async def test_topics_joined_or_left_while_a_peer_is_added_reach_it(tmp_path: Pa
         assert knows_subscribed(a.gossip, b.peer_id, ANNOUNCE_TOPIC)
 
 
+async def test_a_message_read_as_pubsub_stops_does_not_take_the_host_down(
+    tmp_path: Path,
+) -> None:
+    """EDGE (py-libp2p): for one scheduling pass as pubsub stops, its task nursery is
+    closed while its manager still says it runs; a message read by a reader (a task
+    of the host, which lives on) then raised out of the host. The pass is held open
+    here by hand: the service has stopped, and its manager is made to say it runs."""
+    async with nodes(tmp_path) as started:
+        a = await started.start("a")
+        b = await started.start("b")
+        await connect(a, b)
+        manager = b.gossip.pubsub.manager
+        with trio.fail_after(10):
+            await manager.stop()
+        finished = manager._finished  # type: ignore[attr-defined]
+        manager._finished = trio.Event()  # type: ignore[attr-defined]
+        record = contribution(a.identity, 1)
+        try:
+            assert manager.is_running
+            await a.gossip.announce(record)
+            await eventually(lambda: a.gossip.statistics()["announced"] == 1)
+            await trio.sleep(0.5)  # B's reader has read it: without the EDGE, B's host fails
+        finally:
+            manager._finished = finished  # type: ignore[attr-defined]
+        assert not await trio.to_thread.run_sync(b.store.has_record, record.id)
+
+
 @pytest.mark.slow
 async def test_a_followed_collab_brings_its_contributions_until_unfollowed(
     tmp_path: Path,
