@@ -385,7 +385,8 @@ class Replicator:
         return {
             "running": self._running,
             "mode": self.policies.policy.mode,
-            "queued": self._counts.get("queued", 0),
+            # (a record being replicated keeps its row until done: it is counted as in progress)
+            "queued": max(0, self._counts.get("queued", 0) - len(self._busy)),
             "in_progress": len(self._busy),
             "failed": self._counts.get("failed", 0),
             **{
