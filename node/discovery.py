@@ -115,30 +115,20 @@ class QuietNotifee(INotifee):
         pass
 
 
-class PeerSetNotifee(QuietNotifee):
-    """Calls ``changed(peer_id)`` when a connection opens or closes (py-libp2p ``INotifee``).
+class ConnectionNotifee(QuietNotifee):
+    """Tells the host of connections opening and closing (py-libp2p ``INotifee``).
 
     py-libp2p notifies after the connection is in (or out of) the swarm's map,
-    so the peer's state read after the call is up to date.
+    so the peer's state read in ``opened`` or ``closed`` is up to date. Both
+    are called in py-libp2p's task and must not block.
     """
 
-    def __init__(self, changed: Callable[[ID], None]) -> None:
-        self._changed = changed
+    def __init__(self, opened: Callable[[ID], None], closed: Callable[[ID], None]) -> None:
+        self._opened = opened
+        self._closed = closed
 
     async def connected(self, network: Any, conn: Any) -> None:
-        self._changed(conn.muxed_conn.peer_id)
+        self._opened(conn.muxed_conn.peer_id)
 
     async def disconnected(self, network: Any, conn: Any) -> None:
-        self._changed(conn.muxed_conn.peer_id)
-
-
-class ConnectionNotifee(QuietNotifee):
-    """Tells the host about new connections (py-libp2p ``INotifee``), without blocking."""
-
-    def __init__(self, connected: trio.MemorySendChannel[ID]) -> None:
-        self._connected = connected
-
-    async def connected(self, network: Any, conn: Any) -> None:
-        # When full, the routing table misses a peer it will learn from its queries.
-        with suppress(trio.WouldBlock, trio.ClosedResourceError):
-            self._connected.send_nowait(conn.muxed_conn.peer_id)
+        self._closed(conn.muxed_conn.peer_id)

@@ -24,6 +24,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -48,7 +49,7 @@ from libp2p.transport.tcp.tcp import TCPListener
 from libp2p.utils.multiaddr_utils import multiaddr_from_socket
 
 import node.transport_edges  # noqa: F401  (py-libp2p data-path workarounds, applied on import)
-from node.discovery import DISCOVERED_QUEUE, ConnectionNotifee, MdnsDiscovery, PeerSetNotifee
+from node.discovery import DISCOVERED_QUEUE, ConnectionNotifee, MdnsDiscovery
 from node.discovery import QuietNotifee as QuietNotifee  # importers find it here
 from protocol.cid import SHA2_256, Cid
 
@@ -220,10 +221,10 @@ class Host:
         self._closed = False
         self._connected_send, self._connected_recv = trio.open_memory_channel[ID](DISCOVERED_QUEUE)
         self._mdns = MdnsDiscovery(self._peer_id, enabled=config.enable_mdns)
-        self._libp2p.get_network().register_notifee(ConnectionNotifee(self._connected_send))
         self._peers_changed = trio.Event()
         self._changed_peers: set[str] = set()  # at most one entry per peer, until taken
-        self._libp2p.get_network().register_notifee(PeerSetNotifee(self._on_peer_change))
+        notifee = ConnectionNotifee(self._on_connection_opened, self._on_peer_change)
+        self._libp2p.get_network().register_notifee(notifee)
         self._stats = {
             "dials": 0,
             "dial_failures": 0,
@@ -399,6 +400,12 @@ class Host:
     def _on_peer_change(self, peer: ID) -> None:
         self._changed_peers.add(str(peer.to_base58()))
         self._peers_changed.set()
+
+    def _on_connection_opened(self, peer: ID) -> None:
+        self._on_peer_change(peer)
+        # When full, the routing table misses a peer it will learn from its queries.
+        with suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._connected_send.send_nowait(peer)
 
     def connected_peer_ids(self) -> list[str]:
         return [str(peer.to_base58()) for peer in self._libp2p.get_connected_peers()]
