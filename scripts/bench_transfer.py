@@ -55,6 +55,10 @@ MIB = 1 << 20
 LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 RAW_PROTOCOL = "/remixnet-bench/raw/1.0.0"
 RAW_WRITE = 256 * 1024
+TABLE_HEADER = "| figure | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|"
+# (figure, ours, baseline, what the baseline is, target ratio or None for a reference row,
+# ">=" or "<=": whether ours must be above or below the target)
+Row = tuple[str, float, float, str, float | None, str]
 
 
 # --- children ------------------------------------------------------------------
@@ -351,6 +355,28 @@ def median_rate(results: list[dict[str, Any]]) -> float:
     return statistics.median(rates(results))
 
 
+def print_table(rows: list[Row]) -> None:
+    print(TABLE_HEADER)
+    for figure, ours, baseline, baseline_name, target, sense in rows:
+        ratio = ours / baseline
+        if target is None:
+            target_text = met_text = "(reference)"
+        else:
+            met = ratio >= target if sense == ">=" else ratio <= target
+            target_text, met_text = f"ratio {sense} {target:.2f}", "yes" if met else "no"
+        print(
+            f"| {figure} | {ours:.2f} | {baseline:.1f} ({baseline_name}) | {ratio:.2f} | "
+            f"{target_text} | {met_text} |"
+        )
+
+
+def print_spread(name: str, results: list[dict[str, Any]]) -> None:
+    """How a multi-provider fetch's bytes were spread, and the blocks fetched twice (stderr)."""
+    spread = [sorted(result["bytes_by_peer"].values()) for result in results]
+    print(f"{name}: bytes per provider {spread}", file=sys.stderr)
+    print(f"{name}: duplicate blocks {[r['duplicates'] for r in results]}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256)
@@ -436,9 +462,7 @@ def main() -> None:
         + str([{name: round(seconds, 3) for name, seconds in r.items()} for r in required]),
         file=log,
     )
-    spread = [sorted(result["bytes_by_peer"].values()) for result in three_results]
-    print(f"3-provider bytes per provider: {spread}", file=log)
-    print(f"3-provider duplicate blocks: {[r['duplicates'] for r in three_results]}", file=log)
+    print_spread("3-provider", three_results)
     raw_rate, one_rate, three_rate, one_beside_rate = map(
         median_rate, (raw_results, one_results, three_results, one_beside_three)
     )
@@ -456,8 +480,7 @@ def main() -> None:
         file=log,
     )
     mib, large_mib = arguments.mib, arguments.large_mib
-    # (figure, ours, baseline, what the baseline is, target ratio or None for a reference row)
-    rows: list[tuple[str, float, float, str, float | None, str]] = [
+    rows: list[Row] = [
         (f"fetch {mib} MiB, 1 provider (MB/s)", one_rate, raw_rate, "raw stream", 0.70, ">="),
         ("ceiling: raw + required work only (MB/s)", ceiling_rate, raw_rate, "raw stream",
          None, ">="),
@@ -469,19 +492,7 @@ def main() -> None:
         (f"peak RSS serving {large_mib} MiB (MB)", serve_rss / 1e6, 200.0, "limit", 1.0, "<="),
         ("spawn to listening (s)", start_seconds, 2.0, "limit", 1.0, "<="),
     ]  # fmt: skip
-    print("| figure | ours | baseline | ratio | target | met |")
-    print("|---|---|---|---|---|---|")
-    for figure, ours, baseline, baseline_name, target, sense in rows:
-        ratio = ours / baseline
-        if target is None:
-            target_text = met_text = "(reference)"
-        else:
-            met = ratio >= target if sense == ">=" else ratio <= target
-            target_text, met_text = f"ratio {sense} {target:.2f}", "yes" if met else "no"
-        print(
-            f"| {figure} | {ours:.2f} | {baseline:.1f} ({baseline_name}) | {ratio:.2f} | "
-            f"{target_text} | {met_text} |"
-        )
+    print_table(rows)
 
 
 if __name__ == "__main__":
